@@ -1,0 +1,422 @@
+"""ModelPair: a base model and its fine-tune loaded side by side, with one tokenizer, batching with
+left padding and matching position ids, generation, chat templates and a weights fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from diffscope.models.families import Family, blocks, family_for, n_neurons
+
+log = logging.getLogger(__name__)
+
+Which = Literal["base", "finetuned"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class PairLoadError(ValueError):
+    """A base/fine-tune pair could not be loaded; the message says what to do."""
+
+
+@dataclass
+class Batch:
+    """Token ids with left padding; position ids count real tokens only."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on the first real token of each left-padded row."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A content hash of every parameter and buffer (names, shapes, dtypes, values).
+
+    Tensors over 64 MiB are hashed on a strided sample of their bytes plus their sum, which keeps
+    fingerprinting a multi-billion-parameter model to seconds while any realistic edit changes it.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().contiguous().view(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
+        if raw.numel() > 64 * 2**20:
+            step = raw.numel() // (8 * 2**20)
+            raw = raw[::step]
+            digest.update(repr(float(flat.float().sum())).encode())
+        digest.update(raw.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
+
+
+def _check_source(spec: str, what: str) -> None:
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_dir() and not (path / "config.json").exists() and what != "adapter":
+            raise PairLoadError(
+                f"{what} folder {spec} has no config.json: give a folder saved with "
+                "save_pretrained() or a hub id such as 'org/name'"
+            )
+        if what == "adapter" and not (path / "adapter_config.json").exists():
+            raise PairLoadError(
+                f"adapter folder {spec} has no adapter_config.json: give a folder saved by peft"
+            )
+        return
+    if not _looks_like_hub_id(spec):
+        raise PairLoadError(
+            f"{what} model not found: {spec!r} is neither an existing folder nor a hub id "
+            "('org/name'); check the path"
+        )
+
+
+def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bool) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    _check_source(spec, what)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec,
+            dtype=dtype,
+            trust_remote_code=trust,
+        )
+    except OSError as exc:
+        raise PairLoadError(
+            f"could not load the {what} model {spec!r}: {exc}. For a hub id you need network "
+            "access or a local copy in the Hugging Face cache"
+        ) from exc
+    return model.to(device).eval()
+
+
+def _architecture(model: nn.Module) -> dict[str, object]:
+    cfg = model.config
+    keys = ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size")
+    found = {k: getattr(cfg, k, None) for k in keys}
+    if found["intermediate_size"] is None:
+        found["intermediate_size"] = getattr(cfg, "n_inner", None) or 4 * cfg.hidden_size
+    return found
+
+
+def _compare_architectures(base: nn.Module, finetuned: nn.Module) -> None:
+    a, b = _architecture(base), _architecture(finetuned)
+    diffs = [f"{k}: base {a[k]} vs fine-tuned {b[k]}" for k in a if a[k] != b[k]]
+    if diffs:
+        raise PairLoadError(
+            "base and fine-tuned models do not share an architecture (" + "; ".join(diffs) + "). "
+            "Diffing needs two checkpoints of the same architecture"
+        )
+
+
+def _compare_tokenizers(base_tok, ft_tok) -> None:
+    if ft_tok is None:
+        return
+    a, b = base_tok.get_vocab(), ft_tok.get_vocab()
+    if a != b:
+        only_a = sorted(set(a) - set(b))[:5]
+        only_b = sorted(set(b) - set(a))[:5]
+        moved = sorted(k for k in set(a) & set(b) if a[k] != b[k])[:5]
+        raise PairLoadError(
+            "base and fine-tuned tokenizers differ: "
+            f"{len(set(a) - set(b))} tokens only in base (e.g. {only_a}), "
+            f"{len(set(b) - set(a))} only in the fine-tune (e.g. {only_b}), "
+            f"{len(moved)}+ with different ids (e.g. {moved}). Diffing needs one shared tokenizer"
+        )
+
+
+def _load_tokenizer(spec: str, trust: bool, required: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec,
+            trust_remote_code=trust,
+        )
+    except (OSError, ValueError) as exc:
+        if required:
+            raise PairLoadError(f"could not load a tokenizer from {spec!r}: {exc}") from exc
+        return None
+
+
+@dataclass
+class ModelPair:
+    """A base model and its fine-tune sharing one tokenizer, both in eval mode on one device."""
+
+    base: nn.Module
+    finetuned: nn.Module
+    tokenizer: object
+    family: Family
+    name: str = "pair"
+    device: str = "cpu"
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        base: str,
+        finetuned: str | None = None,
+        *,
+        adapter: str | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        name: str | None = None,
+    ) -> ModelPair:
+        """Load from local folders or hub ids; the fine-tune as full weights or a peft adapter."""
+        if (finetuned is None) == (adapter is None):
+            raise PairLoadError("give exactly one of a fine-tuned model or a peft adapter")
+        if dtype not in DTYPES:
+            raise PairLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        torch_dtype = DTYPES[dtype]
+        base_model = _load_model(base, "base", torch_dtype, device, trust_remote_code)
+        tokenizer = _load_tokenizer(base, trust_remote_code, required=True)
+        if adapter is not None:
+            ft_model = _load_adapter(base, adapter, torch_dtype, device, trust_remote_code)
+            ft_tok = _load_tokenizer(adapter, trust_remote_code, required=False)
+        else:
+            ft_model = _load_model(finetuned, "fine-tuned", torch_dtype, device, trust_remote_code)
+            ft_tok = _load_tokenizer(finetuned, trust_remote_code, required=False)
+        _compare_architectures(base_model, ft_model)
+        _compare_tokenizers(tokenizer, ft_tok)
+        try:
+            family = family_for(base_model)
+        except ValueError as exc:
+            raise PairLoadError(str(exc)) from exc
+        return cls(
+            base_model,
+            ft_model,
+            tokenizer,
+            family,
+            name=name or Path(finetuned or adapter or "pair").name,
+            device=device,
+        )
+
+    @classmethod
+    def from_models(cls, base: nn.Module, finetuned: nn.Module, tokenizer, name: str = "pair"):
+        """Wrap two already-loaded models (tests, perturbations built in memory)."""
+        _compare_architectures(base, finetuned)
+        device = str(next(base.parameters()).device)
+        return cls(
+            base.eval(), finetuned.eval(), tokenizer, family_for(base), name=name, device=device
+        )
+
+    # -- facts -------------------------------------------------------------------------------
+    def model(self, which: Which) -> nn.Module:
+        if which not in ("base", "finetuned"):
+            raise ValueError(f"model must be 'base' or 'finetuned', not {which!r}")
+        return self.base if which == "base" else self.finetuned
+
+    @property
+    def n_layers(self) -> int:
+        return len(blocks(self.base, self.family))
+
+    @property
+    def n_neurons(self) -> int:
+        return n_neurons(self.base, self.family)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.base.config.hidden_size)
+
+    @property
+    def context_length(self) -> int:
+        cfg = self.base.config
+        return int(getattr(cfg, "n_positions", None) or cfg.max_position_embeddings)
+
+    @property
+    def is_chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def fingerprint(self) -> str:
+        """Content hash of both models' weights: the key of every cached artifact."""
+        if self._fingerprint is None:
+            joined = weights_fingerprint(self.base) + weights_fingerprint(self.finetuned)
+            self._fingerprint = hashlib.blake2b(joined.encode(), digest_size=12).hexdigest()
+        return self._fingerprint
+
+    def check_layer(self, layer: int) -> int:
+        """Return `layer` (negative counts from the end) or raise a ValueError saying the range."""
+        n = self.n_layers
+        if not -n <= layer < n:
+            raise ValueError(f"layer {layer} is out of range: this pair has layers 0..{n - 1}")
+        return layer % n
+
+    # -- text --------------------------------------------------------------------------------
+    def format_prompt(self, prompt: str, chat: bool | None = None) -> str:
+        """Wrap a user prompt in the chat template when the pair is chat (or `chat=True`)."""
+        use_chat = self.is_chat if chat is None else chat
+        if not use_chat:
+            return prompt
+        if not self.is_chat:
+            raise ValueError("this pair's tokenizer has no chat template")
+        return self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(
+        self, texts: Sequence[str], *, max_length: int | None = None, add_bos: bool = False
+    ) -> Batch:
+        """Tokenize with left padding. Raises ValueError when a text exceeds the context."""
+        tok = self.tokenizer
+        limit = max_length or self.context_length
+        rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]  # type: ignore[operator]
+        if add_bos and tok.bos_token_id is not None:  # type: ignore[attr-defined]
+            rows = [[tok.bos_token_id, *r] for r in rows]  # type: ignore[attr-defined]
+        if not rows:
+            raise ValueError("no texts given")
+        for i, row in enumerate(rows):
+            if not row:
+                raise ValueError(f"text {i} is empty after tokenization")
+            if len(row) > limit:
+                raise ValueError(
+                    f"text {i} is {len(row)} tokens long, over the limit of {limit}; shorten it"
+                )
+        width = max(len(r) for r in rows)
+        pad = self.pad_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        return Batch(
+            ids.to(self.device), mask.to(self.device), positions_from_mask(mask).to(self.device)
+        )
+
+    def batch_from_ids(self, input_ids: torch.Tensor) -> Batch:
+        """Wrap unpadded, equal-length token windows as a Batch."""
+        mask = torch.ones_like(input_ids)
+        return Batch(
+            input_ids.to(self.device),
+            mask.to(self.device),
+            positions_from_mask(mask).to(self.device),
+        )
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for attr in ("pad_token_id", "eos_token_id"):
+            value = getattr(tok, attr, None)
+            if value is not None:
+                return int(value)
+        return 0
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+    def token_str(self, token_id: int) -> str:
+        return self.tokenizer.decode([int(token_id)])  # type: ignore[attr-defined]
+
+    # -- running -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, which: Which, batch: Batch) -> torch.Tensor:
+        """Next-token logits [B, T, vocab] of one model."""
+        return self.model(which)(**batch.model_inputs()).logits
+
+    @torch.no_grad()
+    def generate(
+        self,
+        which: Which,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 40,
+        temperature: float = 0.0,
+        seed: int = 0,
+        chat: bool | None = None,
+    ) -> list[str]:
+        """Continuations of `prompts` (chat-templated when the pair is chat) from one model."""
+        texts = [self.format_prompt(p, chat) for p in prompts]
+        batch = self.encode(texts, max_length=max(1, self.context_length - max_new_tokens))
+        model = self.model(which)
+        gen = torch.Generator().manual_seed(seed)
+        return self._sample(model, batch, max_new_tokens, temperature, gen)
+
+    def _sample(
+        self,
+        model: nn.Module,
+        batch: Batch,
+        max_new_tokens: int,
+        temperature: float,
+        gen: torch.Generator,
+        logits_fn=None,
+    ) -> list[str]:
+        """Token-by-token sampling (greedy at temperature 0) with a KV cache.
+        `logits_fn(ids, mask, positions) -> [B, T, vocab]` replaces the model's logits when given
+        (logit amplification)."""
+        ids, mask = batch.input_ids, batch.attention_mask
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        generated = ids[:, :0]
+        past = None
+        step_ids, step_pos = ids, positions_from_mask(mask)
+        for _ in range(max_new_tokens):
+            if logits_fn is None:
+                res = model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+                past = res.past_key_values
+                logits = res.logits[:, -1].float()
+            else:
+                full = torch.cat([ids, generated], dim=1)
+                logits = logits_fn(full, mask, positions_from_mask(mask))[:, -1].float()
+            nxt = _pick(logits, temperature, gen)
+            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            generated = torch.cat([generated, nxt.view(-1, 1)], dim=1)
+            if eos is not None:
+                done |= nxt == eos
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step_ids = nxt.view(-1, 1)
+            step_pos = mask.sum(-1, keepdim=True) - 1
+        texts = []
+        for row in generated.tolist():
+            if eos is not None and eos in row:
+                row = row[: row.index(eos)]
+            texts.append(self.decode(row))
+        return texts
+
+
+def _pick(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=gen).view(-1).to(logits.device)
+
+
+def _load_adapter(base: str, adapter: str, dtype: torch.dtype, device: str, trust: bool):
+    from peft import PeftModel
+
+    _check_source(adapter, "adapter") if Path(adapter).expanduser().exists() else None
+    fresh_base = _load_model(base, "base", dtype, device, trust)
+    try:
+        peft_model = PeftModel.from_pretrained(
+            fresh_base,
+            str(Path(adapter).expanduser()) if Path(adapter).expanduser().exists() else adapter,
+        )
+    except (OSError, ValueError) as exc:
+        raise PairLoadError(f"could not load the peft adapter {adapter!r}: {exc}") from exc
+    return peft_model.merge_and_unload().to(device).eval()
