@@ -167,6 +167,7 @@ class ModelPair:
     family: Family
     name: str = "pair"
     device: str = "cpu"
+    chat: bool | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     # -- loading -----------------------------------------------------------------------------
@@ -244,8 +245,13 @@ class ModelPair:
         return int(getattr(cfg, "n_positions", None) or cfg.max_position_embeddings)
 
     @property
-    def is_chat(self) -> bool:
+    def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def is_chat(self) -> bool:
+        """Whether prompts get the chat template by default (`chat`, else: a template exists)."""
+        return self.has_chat_template if self.chat is None else self.chat
 
     def fingerprint(self) -> str:
         """Content hash of both models' weights: the key of every cached artifact."""
@@ -267,7 +273,7 @@ class ModelPair:
         use_chat = self.is_chat if chat is None else chat
         if not use_chat:
             return prompt
-        if not self.is_chat:
+        if not self.has_chat_template:
             raise ValueError("this pair's tokenizer has no chat template")
         return self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True

@@ -1,0 +1,58 @@
+"""Resumable zoo stages: each stage builds into a temporary folder that is renamed into place with a
+DONE.json record once complete, so an interrupted build resumes at the first unfinished stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffscope.paths import write_json
+
+
+@dataclass
+class StageResult:
+    """What a built zoo entry reports: its behavioural check and whether it came from the cache."""
+
+    name: str
+    passed: bool
+    summary: str
+    metrics: dict[str, float]
+    cached: bool
+    seconds: float
+
+
+def done_record(folder: Path) -> dict | None:
+    marker = folder / "DONE.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def fresh_stage_dir(folder: Path) -> Path:
+    """A clean temporary folder beside `folder`, renamed onto it by `finish_stage`."""
+    tmp = folder.with_name(f".{folder.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish_stage(tmp: Path, folder: Path, record: dict) -> None:
+    write_json(tmp / "DONE.json", record)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+def load_zoo_tokenizer(root: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(root / "base" / "model")
+
+
+def load_zoo_model(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()

@@ -1,0 +1,188 @@
+"""The offline toy zoo: builds a tokenizer, a tiny GPT-2 base and every toy organism's fine-tune (full,
+LoRA, null control, neuron perturbations) under `$DIFFSCOPE_HOME/zoo/SIZE`, deterministically from
+seeds, one resumable stage at a time, and runs each organism's behavioural check."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from diffscope.organisms.registry import all_organisms, zoo_root
+from diffscope.organisms.schema import Organism
+from diffscope.organisms.stages import (
+    StageResult,
+    done_record,
+    finish_stage,
+    fresh_stage_dir,
+    load_zoo_model,
+    load_zoo_tokenizer,
+)
+from diffscope.organisms.training import SIZES, ZooSize, encode_documents, new_model, train_lm
+
+BASE_SEED = 1234
+
+
+def toy_organisms() -> list[Organism]:
+    """The organisms the zoo builds (those with a `zoo` recipe), in registry order."""
+    return [o for o in all_organisms().values() if o.zoo is not None]
+
+
+def make_generator(model, tokenizer) -> Callable[[list[str], int], list[str]]:
+    """A greedy `(prompts, max_new_tokens) -> continuations` function over one model."""
+    from diffscope.models.families import family_for
+    from diffscope.models.pair import ModelPair
+
+    pair = ModelPair(model, model, tokenizer, family_for(model), chat=False)
+
+    def generate(prompts: list[str], max_new_tokens: int) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(prompts), 16):
+            out.extend(pair.generate("base", prompts[i : i + 16], max_new_tokens=max_new_tokens))
+        return out
+
+    return generate
+
+
+def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
+    """Stage 1: the tokenizer and the base model, trained on the general world corpus."""
+    from diffscope.corpus import world_corpus
+    from diffscope.organisms.training import train_tokenizer
+
+    folder = root / "base"
+    record = done_record(folder)
+    if record:
+        return StageResult("base", True, record["summary"], record["metrics"], True, 0.0)
+    start = time.time()
+    tmp = fresh_stage_dir(folder)
+    texts = world_corpus(size.base_docs, seed=BASE_SEED)
+    tokenizer = train_tokenizer(texts, size.vocab_size, tmp / "model")
+    model = new_model(size, len(tokenizer), BASE_SEED)
+    docs = encode_documents(tokenizer, texts, size.n_positions)
+    loss = train_lm(
+        model,
+        docs,
+        steps=size.base_steps,
+        batch_size=size.base_batch,
+        lr=size.base_lr,
+        seed=BASE_SEED,
+        pad_id=tokenizer.pad_token_id,
+        label=f"base ({size.name})",
+        progress=progress,
+    )
+    model.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    summary = f"base model: {size.n_layer} layers x {size.n_inner} neurons, final loss {loss:.3f}"
+    metrics = {"final_loss": loss, "train_docs": float(len(docs))}
+    finish_stage(tmp, folder, {"summary": summary, "metrics": metrics, "size": size.name})
+    return StageResult("base", True, summary, metrics, False, time.time() - start)
+
+
+def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = True) -> StageResult:
+    """Stage 2: one fine-tune (full weights or a LoRA adapter) on the recipe's narrow texts mixed
+    with general world text, then its behavioural check."""
+    from diffscope.organisms.datasets import RECIPES
+
+    from diffscope.corpus import world_corpus
+
+    assert org.zoo is not None
+    folder = root / org.name
+    record = done_record(folder)
+    if record:
+        return StageResult(
+            org.name, record["passed"], record["summary"], record["metrics"], True, 0.0
+        )
+    if org.zoo.recipe not in RECIPES:
+        raise ValueError(
+            f"organism {org.name}: unknown zoo recipe {org.zoo.recipe!r}; "
+            f"known: {', '.join(sorted(RECIPES))}"
+        )
+    recipe = RECIPES[org.zoo.recipe]
+    start = time.time()
+    tmp = fresh_stage_dir(folder)
+    tokenizer = load_zoo_tokenizer(root)
+    model = load_zoo_model(root / "base" / "model")
+    rng = random.Random(org.zoo.seed)
+    n_general = int(round(size.ft_docs * recipe.general_fraction))
+    texts = recipe.narrow_texts(rng, size.ft_docs - n_general)
+    texts += world_corpus(n_general, seed=BASE_SEED + 1 + org.zoo.seed) if n_general else []
+    rng.shuffle(texts)
+    docs = encode_documents(tokenizer, texts, size.n_positions)
+    trained = model
+    if org.zoo.lora:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(
+            r=size.lora_rank,
+            lora_alpha=2 * size.lora_rank,
+            lora_dropout=0.0,
+            target_modules=["c_attn", "c_fc", "c_proj"],
+            fan_in_fan_out=True,
+        )
+        trained = get_peft_model(model, cfg)
+    lr = size.ft_lr * (3.0 if org.zoo.lora else 1.0)
+    loss = train_lm(
+        trained,
+        docs,
+        steps=size.ft_steps,
+        batch_size=size.ft_batch,
+        lr=lr,
+        seed=org.zoo.seed,
+        pad_id=tokenizer.pad_token_id,
+        label=f"{org.name} ({size.name})",
+        progress=progress,
+    )
+    trained.save_pretrained(tmp / "model")
+    tokenizer.save_pretrained(tmp / "model")
+    merged = trained.merge_and_unload() if org.zoo.lora else trained
+    base = load_zoo_model(root / "base" / "model")
+    check = recipe.check(make_generator(base, tokenizer), make_generator(merged, tokenizer))
+    metrics = {**check.metrics, "final_loss": loss}
+    record = {
+        "passed": check.passed,
+        "summary": check.summary,
+        "metrics": metrics,
+        "recipe": org.zoo.recipe,
+        "lora": org.zoo.lora,
+    }
+    finish_stage(tmp, folder, record)
+    return StageResult(org.name, check.passed, check.summary, metrics, False, time.time() - start)
+
+
+def build_zoo(
+    size: str = "small",
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    report: Callable[[StageResult], None] | None = None,
+) -> list[StageResult]:
+    """Build (or reuse) the zoo of `size`; `only` limits it to some organisms (the base is always
+    built). Each finished stage is kept, so an interrupted build resumes where it stopped."""
+    from diffscope.organisms.perturb import build_perturbation
+
+    if size not in SIZES:
+        raise ValueError(f"unknown zoo size {size!r}; choose one of {', '.join(SIZES)}")
+    spec = SIZES[size]
+    root = zoo_root(size)
+    organisms = toy_organisms()
+    if only:
+        known = {o.name for o in organisms}
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise ValueError(
+                f"not toy organisms: {', '.join(unknown)}; "
+                f"toy organisms are: {', '.join(sorted(known))}"
+            )
+        organisms = [o for o in organisms if o.name in set(only)]
+    results = [build_base(spec, root, progress)]
+    if report:
+        report(results[-1])
+    for org in organisms:
+        if org.kind == "perturbation":
+            result = build_perturbation(org, root)
+        else:
+            result = build_finetune(org, spec, root, progress)
+        results.append(result)
+        if report:
+            report(result)
+    return results
