@@ -1,0 +1,251 @@
+"""Logit diff mining: ft_logits - base_logits at every position of a corpus, tokens ranked by how
+often they are among the top-K positive (or negative) differences, the fraction of positions where
+their difference is positive and their mean difference, and NMF topics over positions x tokens."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from diffscope.diffing.kl import Inputs, Progress, batches, token_rows, vocab_size
+from diffscope.models.pair import ModelPair
+
+
+class TokenStat(BaseModel):
+    """How one token's logit moved over the mined positions."""
+
+    token_id: int
+    token: str
+    occurrence: float = Field(description="share of positions where it is in the top-K diffs")
+    frac_positive: float = Field(description="share of positions where ft_logit > base_logit")
+    mean_diff: float = Field(description="mean of ft_logit - base_logit")
+
+
+class TopicToken(BaseModel):
+    """One token of an NMF topic."""
+
+    token_id: int
+    token: str
+    weight: float = Field(description="the token's share of the topic")
+
+
+class Topic(BaseModel):
+    """One NMF component over positions x promoted tokens."""
+
+    index: int
+    weight: float = Field(description="the topic's share of the total activation over positions")
+    tokens: list[TopicToken]
+
+
+class DiffMining(BaseModel):
+    """Tokens whose logits the fine-tune raised or lowered, and the topics they form.
+
+    The per-token tensors (`occurrence`, `neg_occurrence`, `frac_positive`, `mean_diff`, each
+    [vocab]) stay out of JSON dumps.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    n_windows: int
+    n_positions: int
+    top_k: int
+    promoted: list[TokenStat] = Field(description="ranked by top-K occurrence, then mean diff")
+    demoted: list[TokenStat] = Field(description="ranked by bottom-K occurrence, then -mean diff")
+    topics: list[Topic]
+    occurrence: torch.Tensor = Field(exclude=True, repr=False)
+    neg_occurrence: torch.Tensor = Field(exclude=True, repr=False)
+    frac_positive: torch.Tensor = Field(exclude=True, repr=False)
+    mean_diff: torch.Tensor = Field(exclude=True, repr=False)
+
+
+class _Reservoir:
+    """A uniform sample of at most `cap` positions (their top-K token ids and diffs), algorithm R."""
+
+    def __init__(self, cap: int, seed: int) -> None:
+        self.cap = cap
+        self.rng = random.Random(seed)
+        self.seen = 0
+        self.ids: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def add(self, ids: torch.Tensor, values: torch.Tensor) -> None:
+        for i in range(ids.shape[0]):
+            if len(self.ids) < self.cap:
+                self.ids.append(ids[i].clone())
+                self.values.append(values[i].clone())
+            else:
+                j = self.rng.randint(0, self.seen)
+                if j < self.cap:
+                    self.ids[j] = ids[i].clone()
+                    self.values[j] = values[i].clone()
+            self.seen += 1
+
+
+def _stats(
+    pair: ModelPair,
+    order: Sequence[int],
+    rates: torch.Tensor,
+    frac: torch.Tensor,
+    mean: torch.Tensor,
+) -> list[TokenStat]:
+    return [
+        TokenStat(
+            token_id=int(t),
+            token=pair.token_str(int(t)),
+            occurrence=float(rates[t]),
+            frac_positive=float(frac[t]),
+            mean_diff=float(mean[t]),
+        )
+        for t in order
+    ]
+
+
+def _ranked(counts: torch.Tensor, mean: torch.Tensor, n: int) -> list[int]:
+    """Tokens with a non-zero count, by count and then by `mean` (both descending)."""
+    hit = torch.nonzero(counts > 0).view(-1)
+    if hit.numel() == 0:
+        return []
+    keys = sorted(hit.tolist(), key=lambda t: (-int(counts[t]), -float(mean[t]), t))
+    return keys[:n]
+
+
+def _topics(
+    pair: ModelPair,
+    sample: _Reservoir,
+    counts: torch.Tensor,
+    n_topics: int,
+    tokens_per_topic: int,
+    max_topic_tokens: int,
+    seed: int,
+) -> list[Topic]:
+    """NMF over sampled positions x the most frequent top-K tokens (clipped positive diffs)."""
+    if n_topics == 0 or not sample.ids:
+        return []
+    ids = torch.stack(sample.ids)
+    values = torch.stack(sample.values).clamp(min=0)
+    present = torch.unique(ids[values > 0])
+    if present.numel() == 0:
+        return []
+    order = sorted(present.tolist(), key=lambda t: (-int(counts[t]), t))[:max_topic_tokens]
+    column = torch.full((counts.shape[0],), -1, dtype=torch.long)
+    column[torch.tensor(order)] = torch.arange(len(order))
+    cols = column[ids]
+    keep = (cols >= 0) & (values > 0)
+    matrix = torch.zeros(ids.shape[0], len(order), dtype=torch.float64)
+    rows = torch.arange(ids.shape[0])[:, None].expand_as(ids)
+    matrix[rows[keep], cols[keep]] = values[keep].double()
+    matrix = matrix[matrix.sum(1) > 0]
+    n_comp = min(n_topics, matrix.shape[0], matrix.shape[1])
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
+    nmf = NMF(n_components=n_comp, init="nndsvda", random_state=seed, max_iter=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        w = nmf.fit_transform(matrix.numpy())
+    h = nmf.components_
+    load = w.sum(0) * h.sum(1)
+    total = float(load.sum()) or 1.0
+    topics: list[Topic] = []
+    for c in np.argsort(-load):
+        row = h[c]
+        norm = float(row.sum()) or 1.0
+        top = [j for j in np.argsort(-row)[:tokens_per_topic] if row[j] > 0]
+        topics.append(
+            Topic(
+                index=len(topics),
+                weight=float(load[c]) / total,
+                tokens=[
+                    TopicToken(
+                        token_id=order[j],
+                        token=pair.token_str(order[j]),
+                        weight=float(row[j]) / norm,
+                    )
+                    for j in top
+                ],
+            )
+        )
+    return topics
+
+
+@torch.no_grad()
+def mine_logit_diffs(
+    pair: ModelPair,
+    windows: Inputs,
+    *,
+    positions: int = 64,
+    top_k: int = 100,
+    batch_size: int = 8,
+    n_topics: int = 3,
+    seed: int = 0,
+    n_report: int = 50,
+    tokens_per_topic: int = 15,
+    topic_sample: int = 4096,
+    max_topic_tokens: int = 2000,
+    progress: Progress | None = None,
+) -> DiffMining:
+    """Mine ft_logits - base_logits over the first `positions` tokens of each window (or text).
+
+    Per token: how often it is among the `top_k` largest positive differences at a position
+    (occurrence; only strictly positive differences count), the fraction of positions where its
+    difference is positive, and its mean difference. `promoted`/`demoted` hold the `n_report` best
+    tokens by top-K / bottom-K occurrence. Topics: NMF with `n_topics` components (seeded) over
+    up to `topic_sample` reservoir-sampled positions x the `max_topic_tokens` most frequent top-K
+    tokens, valued by the clipped positive differences of each position's top-K. Memory is bounded
+    by batch x positions x vocab plus topic_sample x top_k, independent of corpus length.
+    """
+    vocab = vocab_size(pair)
+    if not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be between 1 and the vocabulary size {vocab}, got {top_k}")
+    if n_topics < 0:
+        raise ValueError(f"n_topics must be >= 0, got {n_topics}")
+    if n_report < 1 or tokens_per_topic < 1 or topic_sample < 1 or max_topic_tokens < 1:
+        raise ValueError(
+            "n_report, tokens_per_topic, topic_sample and max_topic_tokens must be >= 1"
+        )
+    rows = token_rows(pair, windows, max_tokens=positions)
+    occurrence = torch.zeros(vocab, dtype=torch.long)
+    neg_occurrence = torch.zeros(vocab, dtype=torch.long)
+    positive = torch.zeros(vocab, dtype=torch.long)
+    total = torch.zeros(vocab, dtype=torch.float64)
+    n_positions = 0
+    sample = _Reservoir(topic_sample, seed)
+    for start, batch in batches(pair, rows, batch_size):
+        diff = pair.logits("finetuned", batch).float() - pair.logits("base", batch).float()
+        diff = diff[..., :vocab][batch.attention_mask.bool()].cpu()  # [N, vocab], real tokens
+        n_positions += diff.shape[0]
+        positive += (diff > 0).sum(0)
+        total += diff.double().sum(0)
+        up_vals, up_ids = torch.topk(diff, top_k, dim=-1)
+        occurrence += torch.bincount(up_ids[up_vals > 0], minlength=vocab)
+        down_vals, down_ids = torch.topk(-diff, top_k, dim=-1)
+        neg_occurrence += torch.bincount(down_ids[down_vals > 0], minlength=vocab)
+        if n_topics:
+            sample.add(up_ids, up_vals)
+        if progress is not None:
+            done = min(start + batch_size, len(rows))
+            progress(done / len(rows), f"mined {done}/{len(rows)} windows")
+    rate = occurrence.double() / n_positions
+    neg_rate = neg_occurrence.double() / n_positions
+    frac = positive.double() / n_positions
+    mean = total / n_positions
+    promoted = _ranked(occurrence, mean, n_report)
+    demoted = _ranked(neg_occurrence, -mean, n_report)
+    topics = _topics(pair, sample, occurrence, n_topics, tokens_per_topic, max_topic_tokens, seed)
+    return DiffMining(
+        n_windows=len(rows),
+        n_positions=n_positions,
+        top_k=top_k,
+        promoted=_stats(pair, promoted, rate, frac, mean),
+        demoted=_stats(pair, demoted, neg_rate, frac, mean),
+        topics=topics,
+        occurrence=rate.float(),
+        neg_occurrence=neg_rate.float(),
+        frac_positive=frac.float(),
+        mean_diff=mean.float(),
+    )
