@@ -92,6 +92,9 @@ def _check_source(spec: str, what: str) -> None:
 
 def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bool) -> nn.Module:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     _check_source(spec, what)
     try:
@@ -105,7 +108,7 @@ def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bo
             f"could not load the {what} model {spec!r}: {exc}. For a hub id you need network "
             "access or a local copy in the Hugging Face cache"
         ) from exc
-    return model.to(device).eval()
+    return model.to(device).eval().requires_grad_(False)
 
 
 def _architecture(model: nn.Module) -> dict[str, object]:
@@ -425,4 +428,4 @@ def _load_adapter(base: str, adapter: str, dtype: torch.dtype, device: str, trus
         )
     except (OSError, ValueError) as exc:
         raise PairLoadError(f"could not load the peft adapter {adapter!r}: {exc}") from exc
-    return peft_model.merge_and_unload().to(device).eval()
+    return peft_model.merge_and_unload().to(device).eval().requires_grad_(False)

@@ -1,0 +1,482 @@
+"""Activation-gap profiling of every MLP neuron: streaming gap statistics (mean, RMS, tail quantile,
+decorrelation, output-weighted) of a_ft - a_base over a corpus on identical tokens, in total and
+intrinsic mode (the fine-tuned MLP on the base model's residual input), with bounded top-k exemplar
+windows per neuron. Memory does not grow with corpus length; state can be checkpointed and resumed."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from diffscope.models.families import neuron_output_weights
+from diffscope.models.hooks import capture, neuron_activations_from_mlp_input
+from diffscope.models.pair import ModelPair
+from diffscope.paths import save_tensors
+
+Mode = Literal["total", "intrinsic"]
+Metric = Literal["rms", "mean", "tail", "decorrelation", "output"]
+METRICS: tuple[str, ...] = ("rms", "mean", "tail", "decorrelation", "output")
+_SUMS = ("n", "sb", "sbb", "sf", "sff", "sbf", "sd", "sdd")
+Progress = Callable[[float, str], None]
+
+
+class ProfileConfig(BaseModel):
+    """How a neuron profile is computed; part of its cache key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exemplars: int = Field(8, ge=1, le=64, description="top-k exemplar windows kept per neuron")
+    context_left: int = Field(12, ge=0, le=64)
+    context_right: int = Field(4, ge=0, le=32)
+    tail_quantile: float = Field(0.999, gt=0.5, lt=1.0)
+    intrinsic: bool = True
+    exemplar_mode: Mode | None = Field(None, description="gap used for exemplars (default total)")
+    bins: int = Field(128, ge=16, le=1024)
+    batch_size: int = Field(8, ge=1)
+    skip_first: int = Field(1, ge=0, description="positions at the start of each window ignored")
+
+
+@dataclass
+class _LayerState:
+    """Running sums and the histogram of |gap| for one mode, all layers stacked: [L, n] / [L, n, bins]."""
+
+    sums: dict[str, torch.Tensor]
+    hist: torch.Tensor
+
+    @classmethod
+    def empty(cls, n_layers: int, n_neurons: int, bins: int) -> _LayerState:
+        sums = {k: torch.zeros(n_layers, n_neurons, dtype=torch.float64) for k in _SUMS}
+        return cls(sums, torch.zeros(n_layers, n_neurons, bins + 1, dtype=torch.int64))
+
+
+@dataclass
+class NeuronStat:
+    """One neuron's gap statistics (normalised by pooled std) in one mode."""
+
+    layer: int
+    neuron: int
+    mode: str
+    rms: float
+    mean: float
+    tail: float
+    decorrelation: float
+    output: float
+    base_mean: float
+    finetuned_mean: float
+    rank: int = 0
+    score: float = 0.0
+
+
+@dataclass
+class Exemplar:
+    """A corpus window where a neuron's gap peaked: text with the peak token marked as [[token]]."""
+
+    text: str
+    token: str
+    gap: float
+    base_activation: float
+    finetuned_activation: float
+
+
+@dataclass
+class NeuronProfile:
+    """The finished profile: per-mode metric tensors [L, n] plus exemplar tensors [L, n, k(, S)]."""
+
+    metrics: dict[str, dict[str, torch.Tensor]]
+    means: dict[str, dict[str, torch.Tensor]]
+    ex_gap: torch.Tensor
+    ex_base: torch.Tensor
+    ex_ft: torch.Tensor
+    ex_tokens: torch.Tensor
+    config: ProfileConfig
+    n_tokens: int
+    fingerprint: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.ex_gap.shape[0])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.ex_gap.shape[1])
+
+    @property
+    def modes(self) -> list[str]:
+        return list(self.metrics)
+
+    def check(self, layer: int, neuron: int) -> None:
+        """Raise a ValueError naming the valid ranges for a bad (layer, neuron)."""
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(
+                f"layer {layer} is out of range: valid layers are 0..{self.n_layers - 1}"
+            )
+        if not 0 <= neuron < self.n_neurons:
+            raise ValueError(
+                f"neuron {neuron} is out of range: valid neurons are 0..{self.n_neurons - 1}"
+            )
+
+    def stat(self, layer: int, neuron: int, mode: str = "total") -> NeuronStat:
+        self.check(layer, neuron)
+        m = self.metrics[mode]
+        return NeuronStat(
+            layer=layer,
+            neuron=neuron,
+            mode=mode,
+            **{k: float(m[k][layer, neuron]) for k in METRICS},
+            base_mean=float(self.means[mode]["base"][layer, neuron]),
+            finetuned_mean=float(self.means[mode]["finetuned"][layer, neuron]),
+        )
+
+    def scores(self, metric: str = "rms", mode: str = "total") -> torch.Tensor:
+        """[L, n] ranking scores; `mean` ranks by |mean| so both directions count."""
+        if mode not in self.metrics:
+            raise ValueError(f"mode {mode!r} is not in this profile; available: {self.modes}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+        values = self.metrics[mode][metric]
+        return values.abs() if metric == "mean" else values
+
+    def top(
+        self,
+        k: int = 20,
+        metric: str = "rms",
+        mode: str = "total",
+        layers: Iterable[int] | None = None,
+    ) -> list[NeuronStat]:
+        """The k neurons with the largest gap score, optionally only in some layers."""
+        scores = self.scores(metric, mode).clone()
+        if layers is not None:
+            keep = sorted(set(layers))
+            for layer in keep:
+                if not 0 <= layer < self.n_layers:
+                    raise ValueError(f"layer {layer} is out of range: 0..{self.n_layers - 1}")
+            mask = torch.ones(self.n_layers, dtype=torch.bool)
+            mask[keep] = False
+            scores[mask] = -math.inf
+        flat = scores.flatten()
+        k = max(0, min(k, int(torch.isfinite(flat).sum())))
+        values, idx = flat.topk(k)
+        out = []
+        for rank, (value, i) in enumerate(zip(values.tolist(), idx.tolist(), strict=True), 1):
+            s = self.stat(i // self.n_neurons, i % self.n_neurons, mode)
+            s.rank, s.score = rank, value
+            out.append(s)
+        return out
+
+    def ranks_of(
+        self, neurons: Iterable[tuple[int, int]], metric: str = "rms", mode: str = "total"
+    ) -> list[int]:
+        """1-based rank of each given (layer, neuron) under a metric."""
+        flat = self.scores(metric, mode).flatten()
+        order = torch.empty_like(flat, dtype=torch.long)
+        order[flat.argsort(descending=True)] = torch.arange(1, flat.numel() + 1)
+        return [int(order[layer * self.n_neurons + n]) for layer, n in neurons]
+
+    def exemplars(self, layer: int, neuron: int, tokenizer, k: int | None = None) -> list[Exemplar]:
+        """The windows where this neuron's gap peaked, strongest first."""
+        self.check(layer, neuron)
+        out = []
+        left = self.config.context_left
+        for j in range(min(k or self.config.exemplars, self.ex_gap.shape[2])):
+            gap = float(self.ex_gap[layer, neuron, j])
+            if not math.isfinite(gap) or gap <= 0:
+                break
+            ids = self.ex_tokens[layer, neuron, j].tolist()
+            before = [t for t in ids[:left] if t >= 0]
+            after = [t for t in ids[left + 1 :] if t >= 0]
+            token = tokenizer.decode([ids[left]])
+            text = tokenizer.decode(before) + f"[[{token}]]" + tokenizer.decode(after)
+            out.append(
+                Exemplar(
+                    text,
+                    token,
+                    gap,
+                    float(self.ex_base[layer, neuron, j]),
+                    float(self.ex_ft[layer, neuron, j]),
+                )
+            )
+        return out
+
+    # -- storage ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        tensors = {
+            "ex_gap": self.ex_gap,
+            "ex_base": self.ex_base,
+            "ex_ft": self.ex_ft,
+            "ex_tokens": self.ex_tokens,
+        }
+        for mode, metrics in self.metrics.items():
+            for name, value in metrics.items():
+                tensors[f"{mode}.{name}"] = value
+            for which, value in self.means[mode].items():
+                tensors[f"{mode}.mean_{which}"] = value
+        meta = {
+            "config": self.config.model_dump_json(),
+            "n_tokens": str(self.n_tokens),
+            "fingerprint": self.fingerprint,
+            "extra": json.dumps(self.extra),
+        }
+        return save_tensors(path, tensors, metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuronProfile:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        metrics: dict[str, dict[str, torch.Tensor]] = {}
+        means: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if "." not in key:
+                continue
+            mode, name = key.split(".", 1)
+            if name.startswith("mean_"):
+                means.setdefault(mode, {})[name.removeprefix("mean_")] = value
+            else:
+                metrics.setdefault(mode, {})[name] = value
+        return cls(
+            metrics,
+            means,
+            tensors["ex_gap"],
+            tensors["ex_base"],
+            tensors["ex_ft"],
+            tensors["ex_tokens"],
+            ProfileConfig.model_validate_json(meta["config"]),
+            int(meta["n_tokens"]),
+            meta.get("fingerprint", ""),
+            json.loads(meta.get("extra", "{}")),
+        )
+
+
+def _bin_edges(bins: int) -> torch.Tensor:
+    """Log-spaced edges of |gap| from 1e-6 to 1e3; bin 0 holds exact zeros and values below 1e-6."""
+    return torch.logspace(-6, 3, bins)
+
+
+class NeuronProfiler:
+    """Accumulates gap statistics batch by batch; `finish()` turns them into a NeuronProfile."""
+
+    def __init__(self, pair: ModelPair, config: ProfileConfig | None = None):
+        self.pair = pair
+        self.cfg = config or ProfileConfig()
+        self.layers = list(range(pair.n_layers))
+        L, n, k = pair.n_layers, pair.n_neurons, self.cfg.exemplars
+        self.modes: list[str] = ["total", "intrinsic"] if self.cfg.intrinsic else ["total"]
+        self.ex_mode = self.cfg.exemplar_mode or "total"
+        if self.ex_mode not in self.modes:
+            raise ValueError("exemplar_mode 'intrinsic' needs intrinsic=True")
+        self.state = {m: _LayerState.empty(L, n, self.cfg.bins) for m in self.modes}
+        self.edges = _bin_edges(self.cfg.bins)
+        width = self.cfg.context_left + 1 + self.cfg.context_right
+        self.ex_gap = torch.full((L, n, k), -math.inf)
+        self.ex_base = torch.zeros(L, n, k)
+        self.ex_ft = torch.zeros(L, n, k)
+        self.ex_tokens = torch.full((L, n, k, width), -1, dtype=torch.int32)
+        self.batches_done = 0
+        self.n_tokens = 0
+
+    # -- accumulation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def add_batch(self, input_ids: torch.Tensor) -> None:
+        """Run both models on a batch of equal-length token windows [B, T] and fold in the gaps."""
+        pair, fam = self.pair, self.pair.family
+        batch = pair.batch_from_ids(input_ids)
+        want_in = self.layers if self.cfg.intrinsic else []
+        with capture(pair.base, fam, neurons=self.layers, mlp_in=want_in) as base:
+            pair.base(**batch.model_inputs())
+        with capture(pair.finetuned, fam, neurons=self.layers) as ft:
+            pair.finetuned(**batch.model_inputs())
+        skip = self.cfg.skip_first
+        snippets = self._snippets(input_ids)[:, skip:].reshape(-1, self.ex_tokens.shape[-1])
+        for layer in self.layers:
+            a_b = base.neurons[layer][:, skip:].reshape(-1, pair.n_neurons).float()
+            gaps = {"total": ft.neurons[layer][:, skip:].reshape(-1, pair.n_neurons).float()}
+            if self.cfg.intrinsic:
+                own = neuron_activations_from_mlp_input(
+                    pair.finetuned, fam, layer, base.mlp_in[layer]
+                )
+                gaps["intrinsic"] = own[:, skip:].reshape(-1, pair.n_neurons).float()
+            for mode, a_f in gaps.items():
+                d = a_f - a_b
+                self._accumulate(self.state[mode], layer, a_b, a_f, d)
+                if mode == self.ex_mode:
+                    self._exemplars(layer, a_b, a_f, d, snippets)
+        self.batches_done += 1
+        self.n_tokens += int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
+
+    def _accumulate(self, st: _LayerState, layer: int, a_b, a_f, d) -> None:
+        s = st.sums
+        s["n"][layer] += a_b.shape[0]
+        s["sb"][layer] += a_b.sum(0).double()
+        s["sbb"][layer] += (a_b * a_b).sum(0).double()
+        s["sf"][layer] += a_f.sum(0).double()
+        s["sff"][layer] += (a_f * a_f).sum(0).double()
+        s["sbf"][layer] += (a_b * a_f).sum(0).double()
+        s["sd"][layer] += d.sum(0).double()
+        s["sdd"][layer] += (d * d).sum(0).double()
+        n = d.shape[1]
+        bins = torch.bucketize(d.abs(), self.edges)  # 0..bins
+        flat = bins + torch.arange(n).mul_(self.cfg.bins + 1)
+        st.hist[layer] += torch.bincount(flat.view(-1), minlength=n * (self.cfg.bins + 1)).view(
+            n, self.cfg.bins + 1
+        )
+
+    def _snippets(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, T, S] token ids of the window around each position (-1 outside the window)."""
+        left, right = self.cfg.context_left, self.cfg.context_right
+        padded = torch.nn.functional.pad(input_ids, (left, right), value=-1)
+        return padded.unfold(1, left + 1 + right, 1).to(torch.int32)
+
+    def _exemplars(self, layer: int, a_b, a_f, d, snippets) -> None:
+        k = self.ex_gap.shape[2]
+        absd = d.abs().T  # [n, P]
+        kk = min(k, absd.shape[1])
+        val, idx = absd.topk(kk, dim=1)  # [n, kk]
+        cand_b = a_b.T.gather(1, idx)
+        cand_f = a_f.T.gather(1, idx)
+        cand_tok = snippets[idx]  # [n, kk, S]
+        all_val = torch.cat([self.ex_gap[layer], val], dim=1)
+        keep_val, keep = all_val.topk(k, dim=1)
+        self.ex_gap[layer] = keep_val
+        self.ex_base[layer] = torch.cat([self.ex_base[layer], cand_b], 1).gather(1, keep)
+        self.ex_ft[layer] = torch.cat([self.ex_ft[layer], cand_f], 1).gather(1, keep)
+        toks = torch.cat([self.ex_tokens[layer], cand_tok], 1)
+        self.ex_tokens[layer] = toks.gather(1, keep.unsqueeze(-1).expand(-1, -1, toks.shape[-1]))
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {
+            "ex_gap": self.ex_gap,
+            "ex_base": self.ex_base,
+            "ex_ft": self.ex_ft,
+            "ex_tokens": self.ex_tokens,
+            "progress": torch.tensor([self.batches_done, self.n_tokens], dtype=torch.int64),
+        }
+        for mode, st in self.state.items():
+            out.update({f"{mode}.{k}": v for k, v in st.sums.items()})
+            out[f"{mode}.hist"] = st.hist
+        return out
+
+    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.ex_gap, self.ex_base = tensors["ex_gap"], tensors["ex_base"]
+        self.ex_ft, self.ex_tokens = tensors["ex_ft"], tensors["ex_tokens"]
+        self.batches_done, self.n_tokens = (int(x) for x in tensors["progress"].tolist())
+        for mode, st in self.state.items():
+            st.sums = {k: tensors[f"{mode}.{k}"] for k in _SUMS}
+            st.hist = tensors[f"{mode}.hist"]
+
+    # -- result -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def finish(self) -> NeuronProfile:
+        if self.n_tokens == 0:
+            raise ValueError("no tokens were profiled: the corpus is empty")
+        metrics, means = {}, {}
+        w_out = torch.stack(
+            [
+                neuron_output_weights(self.pair.finetuned, self.pair.family, layer).norm(dim=1)
+                for layer in self.layers
+            ]
+        ).double()
+        for mode, st in self.state.items():
+            metrics[mode], means[mode] = _finalise(st, self.edges, self.cfg.tail_quantile, w_out)
+        return NeuronProfile(
+            metrics,
+            means,
+            self.ex_gap.clone(),
+            self.ex_base.clone(),
+            self.ex_ft.clone(),
+            self.ex_tokens.clone(),
+            self.cfg,
+            self.n_tokens,
+            self.pair.fingerprint(),
+        )
+
+
+def _finalise(st: _LayerState, edges: torch.Tensor, q: float, w_out: torch.Tensor):
+    s = st.sums
+    n = s["n"].clamp(min=1)
+    mb, mf = s["sb"] / n, s["sf"] / n
+    var_b = (s["sbb"] / n - mb * mb).clamp(min=0)
+    var_f = (s["sff"] / n - mf * mf).clamp(min=0)
+    pooled = ((var_b + var_f) / 2).sqrt()
+    # a floor on the scale keeps nearly-dead neurons from dominating through division by ~0
+    floor = 1e-2 * pooled.median(dim=1, keepdim=True).values + 1e-8
+    scale = pooled + floor
+    mean_d = s["sd"] / n
+    rms = (s["sdd"] / n).clamp(min=0).sqrt()
+    cov = s["sbf"] / n - mb * mf
+    corr = cov / (var_b.sqrt() * var_f.sqrt()).clamp(min=1e-12)
+    decor = torch.where(s["sdd"] == 0, torch.zeros_like(corr), (1 - corr).clamp(min=0, max=2))
+    tail = _quantile_from_hist(st.hist, edges, q)
+    metrics = {
+        "mean": (mean_d / scale).float(),
+        "rms": (rms / scale).float(),
+        "tail": (tail / scale).float(),
+        "decorrelation": decor.float(),
+        "output": (rms / scale * w_out).float(),
+    }
+    return metrics, {"base": mb.float(), "finetuned": mf.float()}
+
+
+def _quantile_from_hist(hist: torch.Tensor, edges: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile of |gap| per neuron from its histogram (upper edge of the bin reached)."""
+    cum = hist.cumsum(-1).double()
+    total = cum[..., -1:].clamp(min=1)
+    idx = (cum < q * total).sum(-1)  # first bin whose cumulative share reaches q
+    upper = torch.cat([edges.double(), edges[-1:].double() * 10])
+    value = upper[(idx - 1).clamp(min=0)]
+    return torch.where(idx == 0, torch.zeros_like(value), value)
+
+
+def profile_neurons(
+    pair: ModelPair,
+    windows: torch.Tensor,
+    config: ProfileConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 25,
+) -> NeuronProfile:
+    """Profile every MLP neuron over token windows [N, T] (both models see identical tokens).
+
+    With `checkpoint`, the running state is saved every `checkpoint_every` batches and a later call
+    with the same arguments resumes from it (the file is removed once the profile is finished).
+    """
+    cfg = config or ProfileConfig()
+    if windows.ndim != 2 or windows.shape[0] == 0:
+        raise ValueError("the corpus is empty: need token windows of shape [N, T] with N > 0")
+    if windows.shape[1] > pair.context_length:
+        raise ValueError(
+            f"windows of {windows.shape[1]} tokens exceed the context of "
+            f"{pair.context_length}; use shorter windows"
+        )
+    if windows.shape[1] <= cfg.skip_first:
+        raise ValueError(f"windows must be longer than skip_first={cfg.skip_first} tokens")
+    prof = NeuronProfiler(pair, cfg)
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        from safetensors.torch import load_file
+
+        prof.load_state(load_file(str(ckpt)))
+    starts = list(range(0, windows.shape[0], cfg.batch_size))
+    for i, start in enumerate(starts):
+        if i < prof.batches_done:
+            continue
+        prof.add_batch(windows[start : start + cfg.batch_size])
+        if progress:
+            progress((i + 1) / len(starts), f"profiled {prof.n_tokens} tokens")
+        if ckpt is not None and (i + 1) % checkpoint_every == 0 and i + 1 < len(starts):
+            save_tensors(ckpt, prof.state_tensors())
+    result = prof.finish()
+    if ckpt is not None and ckpt.exists():
+        ckpt.unlink()
+    return result
