@@ -82,9 +82,8 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
 def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     """Stage 2: one fine-tune (full weights or a LoRA adapter) on the recipe's narrow texts mixed
     with general world text, then its behavioural check."""
-    from diffscope.organisms.datasets import RECIPES
-
     from diffscope.corpus import world_corpus
+    from diffscope.organisms.datasets import RECIPES
 
     assert org.zoo is not None
     folder = root / org.name
