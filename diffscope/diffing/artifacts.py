@@ -17,6 +17,7 @@ from diffscope.models.pair import ModelPair
 from diffscope.paths import home, save_tensors, write_json
 
 Progress = Callable[[float, str], None]
+_MINING_TENSORS = ("occurrence", "neg_occurrence", "frac_positive", "mean_diff")
 
 
 class CorpusSpec(BaseModel):
@@ -84,7 +85,7 @@ class Artifacts:
 
     def neuron_profile(self, config: ProfileConfig | None = None) -> NeuronProfile:
         """Every MLP neuron's gap statistics and exemplars (cached; resumable while computing)."""
-        cfg = config or ProfileConfig()
+        cfg = config or ProfileConfig(intrinsic=True)
         key = config_key(cfg, self.corpus)
         if key in self._memo:
             return self._memo[key]  # type: ignore[return-value]
@@ -111,8 +112,13 @@ class Artifacts:
         if key in self._memo:
             return self._memo[key]
         path = self.root / f"mining-{key}.json"
-        if path.exists():
-            result = DiffMining.model_validate_json(path.read_text())
+        tensors_path = self.root / f"mining-{key}.safetensors"
+        if path.exists() and tensors_path.exists():
+            from safetensors.torch import load_file
+
+            result = DiffMining.model_validate(
+                {**json.loads(path.read_text()), **load_file(str(tensors_path))}
+            )
         else:
             result = mine_logit_diffs(
                 self.pair,
@@ -122,6 +128,7 @@ class Artifacts:
                 n_topics=n_topics,
                 progress=lambda f, m: self._say(f, f"diff mining: {m}"),
             )
+            save_tensors(tensors_path, {name: getattr(result, name) for name in _MINING_TENSORS})
             write_json(path, result.model_dump(mode="json"))
         self._memo[key] = result
         return result
