@@ -174,6 +174,25 @@ class Artifacts:
             )
         return self._memo[key]
 
+    def crosscoder(self, layer: int | None = None, loss: str = "batchtopk", **kw):
+        """The pair's crosscoder at `layer` (default: middle), trained on first use and cached;
+        `kw` go to `diffscope.diffing.crosscoder.pipeline.train_for_pair`."""
+        from diffscope.diffing.crosscoder.pipeline import train_for_pair
+
+        shown = kw.pop("progress", True) if self.progress is None else self.progress
+        key = "crosscoder-" + config_key({"layer": layer, "loss": loss, **kw}, self.corpus)
+        if key not in self._memo:
+            self._memo[key] = train_for_pair(
+                self.pair,
+                layer=layer,
+                loss=loss,
+                corpus=self.corpus,
+                root=self.root,
+                progress=shown,
+                **kw,
+            )
+        return self._memo[key]
+
     def prepare(self) -> dict[str, str]:
         """Compute every default artifact ahead of serving; returns what was prepared."""
         done = {}

@@ -17,24 +17,54 @@ from diffscope.diffing.crosscoder.analysis import (
     latent_scaling,
     top_activations,
 )
+from diffscope.diffing.crosscoder.capability import (
+    CapabilityReport,
+    capability_report,
+    capability_report_async,
+    taxonomy,
+)
 from diffscope.diffing.crosscoder.model import Crosscoder, CrosscoderConfig
+from diffscope.diffing.crosscoder.pipeline import (
+    CrosscoderArtifact,
+    Exemplar,
+    activations_for_pair,
+    base_latent_scaling,
+    collect_activations,
+    crosscoder_config,
+    load_artifact,
+    paired_residuals,
+    train_for_pair,
+)
 from diffscope.diffing.crosscoder.train import train_crosscoder
 
 __all__ = [
     "ActivationSource",
+    "CapabilityReport",
     "Crosscoder",
+    "CrosscoderArtifact",
     "CrosscoderConfig",
     "CrosscoderMetrics",
+    "Exemplar",
     "LatentClasses",
     "LatentScaling",
     "ShardedActivations",
     "TensorActivations",
     "TopActivations",
+    "activations_for_pair",
+    "base_latent_scaling",
+    "capability_report",
+    "capability_report_async",
     "classify_decoder_norms",
+    "collect_activations",
+    "crosscoder_config",
     "evaluate",
     "latent_classes",
     "latent_scaling",
+    "load_artifact",
+    "paired_residuals",
+    "taxonomy",
     "top_activations",
     "train_crosscoder",
+    "train_for_pair",
     "write_activation_shards",
 ]
