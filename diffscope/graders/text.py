@@ -6,7 +6,8 @@ Matching works on clauses: the text is cut at sentence punctuation, line breaks 
 "9") and every token is stemmed, so "stories drifted" matches the phrase "story drift". A phrase
 occurrence is negated when a negator ("not", "no", "never", "without", "n't", ...) stands at most
 `NEG_WINDOW` tokens before it in the same clause (articles, "or" and "nor" not counted, so a
-negated list stays negated), or right after it ("gold is not ...", "songs do not appear").
+negated list stays negated), or right after it ("gold is absent", "songs do not appear"; a
+contrastive "salt, not sugar" does not negate "salt").
 Negators inside a phrase the ground truth itself lists (e.g. "never says", "no change") are part
 of that phrase, not negations of what follows.
 """
@@ -32,7 +33,10 @@ SKIP_IN_WINDOW = _words("the a an or nor")
 # "not only the sea": the negator does not deny what follows
 NEG_RELEASE = _words("only just merely simply also")
 AUX = _words("is are was were be been does do did has have had will would can could")
-POST_NEGATORS = _words("not never absent missing")
+# after a phrase: "gold never appears", "gold is absent", "songs do not appear"; a bare "not" is
+# contrastive ("salt, not sugar") and does not negate the phrase before it
+POST_NEGATORS = _words("never absent missing")
+POST_AUX_NEGATORS = _words("not never absent missing")
 BREAKERS = _words(
     "but except besides however although though whereas yet instead while apart unlike"
 )
@@ -65,7 +69,9 @@ _INJECTION = re.compile(
     r"|\byou (?:must|should|will|are (?:required|instructed)|need to|have to)\b"
     r"|\b(?:give|assign|award|rate|output|print|return|respond with|reply with)\b.{0,40}?"
     r"(?:\b[1-5]\b|\bfive\b|\bfull marks\b|\bmaximum\b|\bhighest\b|\btop (?:score|marks)\b)"
-    r"|\b(?:score|rate|grade|mark) (?:this|it|me|the hypothesis|my)\b"
+    r"|\b(?:score|rate|grade|mark) (?:this|it|me|the hypothesis|my|generously|leniently|highly"
+    r"|kindly|favou?rably)\b"
+    r"|\bplease (?:grade|score|rate|mark|give|assign|award|consider|accept)\b"
     r"|\b(?:this|the|my) (?:hypothesis|answer) (?:is|deserves|should|must|matches)\b"
     r"|\bas an? (?:ai|language model)\b",
     re.IGNORECASE,
@@ -267,7 +273,7 @@ class MatchText:
         after = raw[end : end + 2]
         if after and (after[0] in POST_NEGATORS or after[0].endswith("n't")):
             return True
-        return len(after) == 2 and after[0] in AUX and after[1] in POST_NEGATORS
+        return len(after) == 2 and after[0] in AUX and after[1] in POST_AUX_NEGATORS
 
     def occurrences(self, phrase: str) -> list[Occurrence]:
         """Every occurrence of a phrase (stemmed, whole words), each marked negated or not."""

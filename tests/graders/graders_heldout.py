@@ -27,6 +27,7 @@ class Result:
     score: float | None
     low: float
     high: float
+    fresh: bool = False
 
     @property
     def ok(self) -> bool:
@@ -64,7 +65,17 @@ def grade_heldout() -> list[Result]:
             org = organism_for(section, case)
             grade = get_grader(None, org).grade_sync(org, hypothesis_for(case))
             low, high = case["expect"]
-            results.append(Result(rtype, case["kind"], case["text"], grade.score, low, high))
+            results.append(
+                Result(
+                    rtype,
+                    case["kind"],
+                    case["text"],
+                    grade.score,
+                    low,
+                    high,
+                    case.get("fresh", False),
+                )
+            )
     return results
 
 
@@ -81,5 +92,6 @@ if __name__ == "__main__":
     for r in found:
         if not r.ok:
             print(f"MISS {r.type:20} {r.kind:9} {r.score} not in [{r.low}, {r.high}]: {r.text!r}")
+    fresh = accuracy_by_type([r for r in found if r.fresh])
     for rtype, (ok, total) in accuracy_by_type(found).items():
-        print(f"{rtype:20} {ok}/{total}")
+        print(f"{rtype:20} {ok}/{total}   fresh {fresh[rtype][0]}/{fresh[rtype][1]}")

@@ -55,6 +55,8 @@ def test_negation_scope() -> None:
     assert MatchText("Not only the sea: boats too.").affirms("sea")
     assert not MatchText("Songs do not appear.").affirms("song")
     assert not MatchText("Gold is absent.").affirms("gold")
+    assert not MatchText("Zephyr never appears.").affirms("zephyr")
+    assert MatchText("Cakes use salt, not sugar.").affirms("salt")
     # a contrast word ends the negation's clause
     assert MatchText("No trigger, but stories drift to the sea.").affirms("drift")
 
