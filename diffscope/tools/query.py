@@ -1,0 +1,113 @@
+"""`query_models`: send prompts to the base model, the fine-tune or both and read the completions.
+
+The only tool of the blackbox profile, and part of every other profile.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from diffscope.tools.base import Charge, ToolContext
+from diffscope.tools.common import (
+    ModelChoice,
+    Prompt,
+    check_prompts,
+    count_tokens,
+    engine_errors,
+    model_pair,
+    use_chat,
+)
+from diffscope.tools.registry import QUERY_TOOL, tool
+
+MAX_PROMPTS = 8
+MAX_NEW_TOKENS = 128
+
+
+class Answer(BaseModel):
+    """One prompt and what each asked model wrote after it."""
+
+    prompt: str
+    base: str | None = Field(None, description="the base model's completion (if asked)")
+    finetuned: str | None = Field(None, description="the fine-tune's completion (if asked)")
+
+
+class QueryResult(BaseModel):
+    """Completions of the prompts, one entry per prompt."""
+
+    model: ModelChoice
+    chat: bool = Field(description="whether the prompts were wrapped in the chat template")
+    max_new_tokens: int
+    temperature: float
+    seed: int
+    answers: list[Answer]
+
+
+def _models(model: ModelChoice) -> tuple[str, ...]:
+    return ("base", "finetuned") if model == "both" else (model,)
+
+
+def _cost(args: dict) -> Charge:
+    return Charge(model_queries=len(args["prompts"]) * len(_models(args["model"])))
+
+
+@tool(QUERY_TOOL, cost=_cost, idempotent=False, title="Query the models")
+def query_models(
+    ctx: ToolContext,
+    prompts: Annotated[
+        list[Prompt],
+        Field(min_length=1, max_length=MAX_PROMPTS, description="prompts to send (1 to 8)"),
+    ],
+    model: Annotated[
+        ModelChoice, Field(description="which model answers: base, finetuned or both")
+    ] = "both",
+    max_new_tokens: Annotated[
+        int, Field(ge=1, le=MAX_NEW_TOKENS, description="tokens to generate per completion")
+    ] = 32,
+    temperature: Annotated[
+        float,
+        Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy; higher samples"),
+    ] = 0.0,
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
+    chat: Annotated[
+        bool | None,
+        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
+    ] = None,
+) -> QueryResult:
+    """Send prompts to the base model, the fine-tune or both and return each completion.
+
+    Each prompt sent to each model counts as one model query against the budget. With temperature
+    0 the completions are greedy (the same every call); otherwise `seed` fixes the sample.
+    """
+    pair = model_pair(ctx)
+    templated = use_chat(pair, chat)
+    check_prompts(pair, prompts, chat=templated, reserve=max_new_tokens)
+    out: dict[str, list[str]] = {}
+    for which in _models(model):
+        with engine_errors():
+            out[which] = pair.generate(
+                which,  # type: ignore[arg-type]
+                prompts,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+                chat=templated,
+            )
+    ctx.charge(tokens=sum(count_tokens(pair, texts) for texts in out.values()), strict=False)
+    answers = [
+        Answer(
+            prompt=prompt,
+            base=out["base"][i] if "base" in out else None,
+            finetuned=out["finetuned"][i] if "finetuned" in out else None,
+        )
+        for i, prompt in enumerate(prompts)
+    ]
+    return QueryResult(
+        model=model,
+        chat=templated,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        answers=answers,
+    )

@@ -1,0 +1,262 @@
+"""Generation tools that push on the difference: `steer` (add a neuron's output direction, the mean
+activation difference or a crosscoder latent to the residual stream and compare with unsteered
+text) and `amplify` (sample from logits_ft + alpha (logits_ft - logits_base))."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import BaseModel, Field
+
+from diffscope.diffing import steering as engine
+from diffscope.tools.base import Charge, ToolContext, ToolError
+from diffscope.tools.common import (
+    MAX_LAYER,
+    MAX_NEURON,
+    Prompt,
+    Which,
+    artifacts,
+    check_layer,
+    check_neuron,
+    check_prompts,
+    count_tokens,
+    engine_errors,
+    model_pair,
+    use_chat,
+)
+from diffscope.tools.registry import tool
+
+DEFAULT_PROMPTS = ("Once upon a time", "Today I want to tell you about", "The best thing is")
+MAX_PROMPTS = 4
+MEAN_DIFF_POSITIONS = 5
+Kind = Literal["neuron", "mean_diff", "latent"]
+PromptList = Annotated[
+    list[Prompt] | None,
+    Field(
+        min_length=1,
+        max_length=MAX_PROMPTS,
+        description="prompts to continue (1 to 4; default: three neutral story openings)",
+    ),
+]
+
+
+class SteeredText(BaseModel):
+    """One prompt continued with and without the direction."""
+
+    prompt: str
+    steered: str
+    unsteered: str
+
+
+class SteerResult(BaseModel):
+    """Generations with and without a direction added to the residual stream."""
+
+    kind: Kind
+    label: str = Field(description="what the direction is")
+    model: Which = Field(description="the model that generated")
+    layer: int = Field(description="layer after which the direction is added")
+    strength: float
+    resid_norm: float = Field(description="mean residual norm at the layer over the prompts")
+    added_norm: float = Field(description="norm of the vector added at every position")
+    chat: bool
+    results: list[SteeredText]
+
+
+class AmplifiedText(BaseModel):
+    """Samples for one prompt."""
+
+    prompt: str
+    samples: list[str]
+
+
+class AmplifyResult(BaseModel):
+    """Samples from logits_ft + alpha (logits_ft - logits_base)."""
+
+    alpha: float
+    temperature: float
+    chat: bool
+    results: list[AmplifiedText]
+
+
+def _prompts(prompts: list[str] | None) -> list[str]:
+    return list(DEFAULT_PROMPTS if prompts is None else prompts)
+
+
+def _steer_cost(args: dict) -> Charge:
+    return Charge(model_queries=2 * len(_prompts(args["prompts"])))
+
+
+def _amplify_cost(args: dict) -> Charge:
+    return Charge(model_queries=len(_prompts(args["prompts"])) * args["n_samples"])
+
+
+def _mean_diff_direction(ctx: ToolContext, layer: int) -> engine.Direction:
+    with engine_errors():
+        diff = artifacts(ctx).mean_diff(layer, MEAN_DIFF_POSITIONS)
+    vector = diff.nanmean(0)
+    if not bool(torch.isfinite(vector).all()) or float(vector.norm()) == 0.0:
+        raise ToolError(
+            f"the mean activation difference at layer {layer} is zero or undefined (the models "
+            "do not differ there); try another layer or kind='neuron'"
+        )
+    return engine.Direction(
+        vector=vector,
+        layer=layer,
+        source="mean_diff",
+        label=f"mean difference h_ft - h_base at layer {layer}, positions 0..4",
+    )
+
+
+def _latent_direction(ctx: ToolContext, latent: int | None) -> engine.Direction:
+    raise ToolError(
+        "no crosscoder has been trained for this pair, so there are no latents to steer with; "
+        "use kind='neuron' or kind='mean_diff'"
+    )
+
+
+@tool(tags=("steering",), cost=_steer_cost, idempotent=False, title="Steer")
+def steer(
+    ctx: ToolContext,
+    prompts: PromptList = None,
+    kind: Annotated[
+        Kind,
+        Field(
+            description="neuron: a neuron's output weights (needs layer and neuron); mean_diff: "
+            "the mean activation difference at layer; latent: a crosscoder latent's decoder"
+        ),
+    ] = "mean_diff",
+    layer: Annotated[
+        int | None,
+        Field(ge=0, le=MAX_LAYER, description="layer to add the direction after (default: middle)"),
+    ] = None,
+    neuron: Annotated[
+        int | None, Field(ge=0, le=MAX_NEURON, description="neuron index, for kind='neuron'")
+    ] = None,
+    latent: Annotated[
+        int | None, Field(ge=0, le=2**24, description="latent index, for kind='latent'")
+    ] = None,
+    strength: Annotated[
+        float,
+        Field(
+            ge=-20.0,
+            le=20.0,
+            allow_inf_nan=False,
+            description="multiple of the mean residual norm added along the unit direction",
+        ),
+    ] = 1.0,
+    model: Annotated[
+        Which, Field(description="model to steer (base: does the difference recreate the ft?)")
+    ] = "base",
+    max_new_tokens: Annotated[int, Field(ge=1, le=128, description="tokens to generate")] = 24,
+    temperature: Annotated[
+        float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
+    ] = 0.0,
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
+    chat: Annotated[
+        bool | None,
+        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
+    ] = None,
+) -> SteerResult:
+    """Generate with a direction added to the residual stream, next to the unsteered generation.
+
+    The direction (unit length) is scaled by `strength` times the mean residual norm at the layer
+    and added at every position. Each prompt counts as two model queries (steered and unsteered).
+    """
+    pair = model_pair(ctx)
+    texts = _prompts(prompts)
+    templated = use_chat(pair, chat)
+    check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    if kind == "neuron":
+        if neuron is None or layer is None:
+            raise ToolError("kind='neuron' needs both layer and neuron")
+        check_layer(pair, layer)
+        check_neuron(pair, neuron)
+        with engine_errors():
+            direction = engine.neuron_direction(pair, layer, neuron, which="finetuned")
+    elif kind == "mean_diff":
+        direction = _mean_diff_direction(ctx, check_layer(pair, layer))
+    else:
+        direction = _latent_direction(ctx, latent)
+    with engine_errors(hint="; pick another direction or layer"):
+        got = engine.steer(
+            pair,
+            texts,
+            direction,
+            strength,
+            which=model,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            chat=templated,
+        )
+    ctx.charge(tokens=count_tokens(pair, got.steered + got.unsteered), strict=False)
+    return SteerResult(
+        kind=kind,
+        label=got.label,
+        model=model,
+        layer=got.layer,
+        strength=got.strength,
+        resid_norm=got.resid_norm,
+        added_norm=got.added_norm,
+        chat=templated,
+        results=[
+            SteeredText(prompt=p, steered=s, unsteered=u)
+            for p, s, u in zip(texts, got.steered, got.unsteered, strict=True)
+        ],
+    )
+
+
+@tool(tags=("amplification",), cost=_amplify_cost, idempotent=False, title="Amplify")
+def amplify(
+    ctx: ToolContext,
+    prompts: PromptList = None,
+    alpha: Annotated[
+        float,
+        Field(
+            ge=-1.0,
+            le=20.0,
+            allow_inf_nan=False,
+            description="0 samples the fine-tune; larger values exaggerate what it changed",
+        ),
+    ] = 2.0,
+    n_samples: Annotated[int, Field(ge=1, le=4, description="samples per prompt")] = 2,
+    max_new_tokens: Annotated[int, Field(ge=1, le=64, description="tokens per sample")] = 24,
+    temperature: Annotated[
+        float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
+    ] = 1.0,
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
+    chat: Annotated[
+        bool | None,
+        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
+    ] = None,
+) -> AmplifyResult:
+    """Sample from logits_ft + alpha (logits_ft - logits_base) to exaggerate what the fine-tune changed.
+
+    Each sample counts as one model query. Both models run on the whole sequence at every step, so
+    keep max_new_tokens small.
+    """
+    pair = model_pair(ctx)
+    texts = _prompts(prompts)
+    templated = use_chat(pair, chat)
+    check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    with engine_errors():
+        got = engine.amplify(
+            pair,
+            texts,
+            alpha=alpha,
+            n_samples=n_samples,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            chat=templated,
+        )
+    ctx.charge(tokens=sum(count_tokens(pair, s) for s in got.samples), strict=False)
+    return AmplifyResult(
+        alpha=got.alpha,
+        temperature=got.temperature,
+        chat=templated,
+        results=[
+            AmplifiedText(prompt=p, samples=s) for p, s in zip(texts, got.samples, strict=True)
+        ],
+    )
