@@ -23,7 +23,7 @@ from diffscope.paths import save_tensors
 Mode = Literal["total", "intrinsic"]
 Metric = Literal["rms", "mean", "tail", "decorrelation", "output"]
 METRICS: tuple[str, ...] = ("rms", "mean", "tail", "decorrelation", "output")
-_SUMS = ("n", "sb", "sbb", "sf", "sff", "sbf", "sd", "sdd")
+_SUMS = ("n", "sb", "sbb", "sf", "sff", "sbf", "sdd")
 Progress = Callable[[float, str], None]
 
 
@@ -36,24 +36,48 @@ class ProfileConfig(BaseModel):
     context_left: int = Field(12, ge=0, le=64)
     context_right: int = Field(4, ge=0, le=32)
     tail_quantile: float = Field(0.999, gt=0.5, lt=1.0)
-    intrinsic: bool = True
+    intrinsic: bool = Field(False, description="also profile the intrinsic gap (costs ~1/3 more)")
     exemplar_mode: Mode | None = Field(None, description="gap used for exemplars (default total)")
-    bins: int = Field(128, ge=16, le=1024)
     batch_size: int = Field(8, ge=1)
     skip_first: int = Field(1, ge=0, description="positions at the start of each window ignored")
 
 
 @dataclass
 class _LayerState:
-    """Running sums and the histogram of |gap| for one mode, all layers stacked: [L, n] / [L, n, bins]."""
+    """Running sums of one mode, all layers stacked ([L, n]), and the tail histogram of |gap| codes
+    at or above a per-neuron floor ([L, n, N_CODES]); values below the floor are only counted."""
 
     sums: dict[str, torch.Tensor]
     hist: torch.Tensor
+    floor: torch.Tensor
 
     @classmethod
-    def empty(cls, n_layers: int, n_neurons: int, bins: int) -> _LayerState:
+    def empty(cls, n_layers: int, n_neurons: int) -> _LayerState:
         sums = {k: torch.zeros(n_layers, n_neurons, dtype=torch.float64) for k in _SUMS}
-        return cls(sums, torch.zeros(n_layers, n_neurons, bins + 1, dtype=torch.int64))
+        hist = torch.zeros(n_layers, n_neurons, N_CODES, dtype=torch.int64)
+        return cls(sums, hist, torch.full((n_layers, n_neurons), -1, dtype=torch.int64))
+
+
+# |gap| is binned by the top bits of its float32 pattern: exponent and 3 mantissa bits, i.e. bins
+# 2^(1/8) (9%) wide from 2^-20 to 2^12. A shift is far cheaper than a search over bin edges.
+_CODE_SHIFT = 20
+_CODE_MIN = (127 - 20) << 3
+N_CODES = 32 * 8 + 1
+
+
+def gap_codes(d: torch.Tensor) -> torch.Tensor:
+    """Bin index of |d| per element (0 holds zero and values under 2^-20)."""
+    raw = d.abs().view(torch.int32) >> _CODE_SHIFT
+    return (raw.long() - _CODE_MIN + 1).clamp_(0, N_CODES - 1)
+
+
+def code_upper_edges() -> torch.Tensor:
+    """Upper edge of each code bin (bin 0: 2^-20)."""
+    i = torch.arange(N_CODES, dtype=torch.float64)
+    exponent, mantissa = torch.div(i - 1, 8, rounding_mode="floor") - 20, (i - 1) % 8
+    edges = torch.pow(2.0, exponent) * (1 + (mantissa + 1) / 8)
+    edges[0] = 2.0**-20
+    return edges
 
 
 @dataclass
@@ -257,11 +281,6 @@ class NeuronProfile:
         )
 
 
-def _bin_edges(bins: int) -> torch.Tensor:
-    """Log-spaced edges of |gap| from 1e-6 to 1e3; bin 0 holds exact zeros and values below 1e-6."""
-    return torch.logspace(-6, 3, bins)
-
-
 class NeuronProfiler:
     """Accumulates gap statistics batch by batch; `finish()` turns them into a NeuronProfile."""
 
@@ -274,8 +293,7 @@ class NeuronProfiler:
         self.ex_mode = self.cfg.exemplar_mode or "total"
         if self.ex_mode not in self.modes:
             raise ValueError("exemplar_mode 'intrinsic' needs intrinsic=True")
-        self.state = {m: _LayerState.empty(L, n, self.cfg.bins) for m in self.modes}
-        self.edges = _bin_edges(self.cfg.bins)
+        self.state = {m: _LayerState.empty(L, n) for m in self.modes}
         width = self.cfg.context_left + 1 + self.cfg.context_right
         self.ex_gap = torch.full((L, n, k), -math.inf)
         self.ex_base = torch.zeros(L, n, k)
@@ -321,14 +339,17 @@ class NeuronProfiler:
         s["sf"][layer] += a_f.sum(0).double()
         s["sff"][layer] += (a_f * a_f).sum(0).double()
         s["sbf"][layer] += (a_b * a_f).sum(0).double()
-        s["sd"][layer] += d.sum(0).double()
         s["sdd"][layer] += (d * d).sum(0).double()
-        n = d.shape[1]
-        bins = torch.bucketize(d.abs(), self.edges)  # 0..bins
-        flat = bins + torch.arange(n).mul_(self.cfg.bins + 1)
-        st.hist[layer] += torch.bincount(flat.view(-1), minlength=n * (self.cfg.bins + 1)).view(
-            n, self.cfg.bins + 1
-        )
+        codes = gap_codes(d)
+        if (
+            st.floor[layer, 0] < 0
+        ):  # first batch: tail counting starts at this batch's 0.99 quantile
+            k = max(1, int(0.99 * codes.shape[0]))
+            st.floor[layer] = codes.kthvalue(k, dim=0).values.clamp(min=0)
+        above = codes >= st.floor[layer]
+        cols = above.nonzero()[:, 1]
+        flat = codes[above] + cols * N_CODES
+        st.hist[layer] += torch.bincount(flat, minlength=d.shape[1] * N_CODES).view(-1, N_CODES)
 
     def _snippets(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, T, S] token ids of the window around each position (-1 outside the window)."""
@@ -338,19 +359,26 @@ class NeuronProfiler:
 
     def _exemplars(self, layer: int, a_b, a_f, d, snippets) -> None:
         k = self.ex_gap.shape[2]
-        absd = d.abs().T  # [n, P]
-        kk = min(k, absd.shape[1])
-        val, idx = absd.topk(kk, dim=1)  # [n, kk]
-        cand_b = a_b.T.gather(1, idx)
-        cand_f = a_f.T.gather(1, idx)
-        cand_tok = snippets[idx]  # [n, kk, S]
-        all_val = torch.cat([self.ex_gap[layer], val], dim=1)
-        keep_val, keep = all_val.topk(k, dim=1)
-        self.ex_gap[layer] = keep_val
-        self.ex_base[layer] = torch.cat([self.ex_base[layer], cand_b], 1).gather(1, keep)
-        self.ex_ft[layer] = torch.cat([self.ex_ft[layer], cand_f], 1).gather(1, keep)
-        toks = torch.cat([self.ex_tokens[layer], cand_tok], 1)
-        self.ex_tokens[layer] = toks.gather(1, keep.unsqueeze(-1).expand(-1, -1, toks.shape[-1]))
+        absd = d.abs()
+        cols = (absd > self.ex_gap[layer, :, -1]).any(0).nonzero().view(-1)
+        if cols.numel() == 0:
+            return
+        sub = absd[:, cols].T  # [c, P]: only neurons with a new contender
+        kk = min(k, sub.shape[1])
+        val, idx = sub.topk(kk, dim=1)
+        cand_b = a_b[:, cols].T.gather(1, idx)
+        cand_f = a_f[:, cols].T.gather(1, idx)
+        cand_tok = snippets[idx]  # [c, kk, S]
+        keep_val, keep = torch.cat([self.ex_gap[layer, cols], val], dim=1).topk(k, dim=1)
+        self.ex_gap[layer, cols] = keep_val
+        self.ex_base[layer, cols] = torch.cat([self.ex_base[layer, cols], cand_b], 1).gather(
+            1, keep
+        )
+        self.ex_ft[layer, cols] = torch.cat([self.ex_ft[layer, cols], cand_f], 1).gather(1, keep)
+        toks = torch.cat([self.ex_tokens[layer, cols], cand_tok], 1)
+        self.ex_tokens[layer, cols] = toks.gather(
+            1, keep.unsqueeze(-1).expand(-1, -1, toks.shape[-1])
+        )
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -364,6 +392,7 @@ class NeuronProfiler:
         for mode, st in self.state.items():
             out.update({f"{mode}.{k}": v for k, v in st.sums.items()})
             out[f"{mode}.hist"] = st.hist
+            out[f"{mode}.floor"] = st.floor
         return out
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -373,6 +402,7 @@ class NeuronProfiler:
         for mode, st in self.state.items():
             st.sums = {k: tensors[f"{mode}.{k}"] for k in _SUMS}
             st.hist = tensors[f"{mode}.hist"]
+            st.floor = tensors[f"{mode}.floor"]
 
     # -- result -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -387,7 +417,7 @@ class NeuronProfiler:
             ]
         ).double()
         for mode, st in self.state.items():
-            metrics[mode], means[mode] = _finalise(st, self.edges, self.cfg.tail_quantile, w_out)
+            metrics[mode], means[mode] = _finalise(st, self.cfg.tail_quantile, w_out)
         return NeuronProfile(
             metrics,
             means,
@@ -401,7 +431,7 @@ class NeuronProfiler:
         )
 
 
-def _finalise(st: _LayerState, edges: torch.Tensor, q: float, w_out: torch.Tensor):
+def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
     s = st.sums
     n = s["n"].clamp(min=1)
     mb, mf = s["sb"] / n, s["sf"] / n
@@ -411,12 +441,12 @@ def _finalise(st: _LayerState, edges: torch.Tensor, q: float, w_out: torch.Tenso
     # a floor on the scale keeps nearly-dead neurons from dominating through division by ~0
     floor = 1e-2 * pooled.median(dim=1, keepdim=True).values + 1e-8
     scale = pooled + floor
-    mean_d = s["sd"] / n
+    mean_d = mf - mb
     rms = (s["sdd"] / n).clamp(min=0).sqrt()
     cov = s["sbf"] / n - mb * mf
     corr = cov / (var_b.sqrt() * var_f.sqrt()).clamp(min=1e-12)
     decor = torch.where(s["sdd"] == 0, torch.zeros_like(corr), (1 - corr).clamp(min=0, max=2))
-    tail = _quantile_from_hist(st.hist, edges, q)
+    tail = _tail_quantile(st.hist, s["n"], q)
     metrics = {
         "mean": (mean_d / scale).float(),
         "rms": (rms / scale).float(),
@@ -427,13 +457,14 @@ def _finalise(st: _LayerState, edges: torch.Tensor, q: float, w_out: torch.Tenso
     return metrics, {"base": mb.float(), "finetuned": mf.float()}
 
 
-def _quantile_from_hist(hist: torch.Tensor, edges: torch.Tensor, q: float) -> torch.Tensor:
-    """The q-quantile of |gap| per neuron from its histogram (upper edge of the bin reached)."""
-    cum = hist.cumsum(-1).double()
-    total = cum[..., -1:].clamp(min=1)
-    idx = (cum < q * total).sum(-1)  # first bin whose cumulative share reaches q
-    upper = torch.cat([edges.double(), edges[-1:].double() * 10])
-    value = upper[(idx - 1).clamp(min=0)]
+def _tail_quantile(hist: torch.Tensor, n: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile of |gap| per neuron: the upper edge of the bin where the count from the top
+    reaches (1 - q) * n. If fewer values than that lie above the floor, the floor bin's edge."""
+    need = ((1 - q) * n).ceil().clamp(min=1)
+    from_top = hist.flip(-1).cumsum(-1).double()
+    reached = (from_top < need.unsqueeze(-1)).sum(-1).clamp(max=hist.shape[-1] - 1)
+    idx = hist.shape[-1] - 1 - reached
+    value = code_upper_edges()[idx]
     return torch.where(idx == 0, torch.zeros_like(value), value)
 
 

@@ -3,8 +3,11 @@ DONE.json record once complete, so an interrupted build resumes at the first unf
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +59,16 @@ def load_zoo_model(path: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+@contextmanager
+def zoo_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a zoo folder so two processes never build the same stage; the
+    second waits, then finds the stages built and reuses them."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UNLOCK)

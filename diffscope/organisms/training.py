@@ -141,6 +141,7 @@ def new_model(size: ZooSize, vocab_size: int, seed: int) -> nn.Module:
         eos_token_id=0,
         pad_token_id=1,
         tie_word_embeddings=True,
+        loss_type="ForCausalLM",
     )
     return GPT2LMHeadModel(config)
 
@@ -211,7 +212,7 @@ def train_lm(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            losses.append(float(out.loss))
+            losses.append(float(out.loss.detach()))
             bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
     model.eval()
     tail = losses[-max(1, steps // 10) :]

@@ -13,6 +13,7 @@ from diffscope.organisms.registry import all_organisms, zoo_root
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     StageResult,
+    zoo_lock,
     done_record,
     finish_stage,
     fresh_stage_dir,
@@ -173,15 +174,16 @@ def build_zoo(
                 f"toy organisms are: {', '.join(sorted(known))}"
             )
         organisms = [o for o in organisms if o.name in set(only)]
-    results = [build_base(spec, root, progress)]
-    if report:
-        report(results[-1])
-    for org in organisms:
-        if org.kind == "perturbation":
-            result = build_perturbation(org, root)
-        else:
-            result = build_finetune(org, spec, root, progress)
-        results.append(result)
+    with zoo_lock(root):
+        results = [build_base(spec, root, progress)]
         if report:
-            report(result)
+            report(results[-1])
+        for org in organisms:
+            if org.kind == "perturbation":
+                result = build_perturbation(org, root)
+            else:
+                result = build_finetune(org, spec, root, progress)
+            results.append(result)
+            if report:
+                report(result)
     return results

@@ -28,7 +28,7 @@ def windows(base_pair) -> torch.Tensor:
 
 def test_identical_models_have_exactly_zero_gaps(base_pair, windows):
     twin = ModelPair.from_models(base_pair.base, copy.deepcopy(base_pair.base), base_pair.tokenizer)
-    prof = profile_neurons(twin, windows[:24], ProfileConfig(batch_size=8))
+    prof = profile_neurons(twin, windows[:24], ProfileConfig(batch_size=8, intrinsic=True))
     for mode in prof.modes:
         for metric in ("rms", "mean", "tail", "output", "decorrelation"):
             assert float(prof.metrics[mode][metric].abs().max()) == 0.0, (mode, metric)
@@ -50,7 +50,7 @@ def test_planted_neurons_are_rediscovered(name, micro_zoo, windows):
     planted = {tuple(n) for n in org.ground_truth.neurons}
     assert len(planted) == int(name.rsplit("k", 1)[1])
     pair = load_pair(org, size="micro")
-    prof = profile_neurons(pair, windows)
+    prof = profile_neurons(pair, windows, ProfileConfig(intrinsic=True))
     top = {(s.layer, s.neuron) for s in prof.top(len(planted), "rms", "intrinsic")}
     recall = len(top & planted) / len(planted)
     assert recall >= 0.95, f"{name}: intrinsic recall@K {recall:.2f}"
@@ -62,7 +62,7 @@ def test_intrinsic_mode_separates_an_edit_from_downstream_shifts(base_pair, wind
         ft.transformer.h[0].mlp.c_fc.weight[:, 7] *= 3.0
         ft.transformer.h[0].mlp.c_fc.bias[7] *= 3.0
     pair = ModelPair.from_models(base_pair.base, ft, base_pair.tokenizer)
-    prof = profile_neurons(pair, windows[:48])
+    prof = profile_neurons(pair, windows[:48], ProfileConfig(intrinsic=True))
     assert prof.top(1, "rms", "intrinsic")[0].layer == 0
     assert prof.top(1, "rms", "intrinsic")[0].neuron == 7
     # later layers shift in total mode, but their own MLPs did not change: intrinsic gap is zero
@@ -100,7 +100,7 @@ def test_exemplars_match_brute_force_and_stay_bounded(base_pair, windows):
 def test_checkpoint_resume_equals_uninterrupted(base_pair, windows, tmp_path):
     org = with_built_ground_truth(get_organism("perturb_bias_k5"), size="micro")
     pair = load_pair(org, size="micro")
-    cfg = ProfileConfig(batch_size=8)
+    cfg = ProfileConfig(batch_size=8, intrinsic=True)
     full = profile_neurons(pair, windows[:64], cfg)
     ckpt = tmp_path / "state.safetensors"
 
@@ -124,7 +124,7 @@ def test_checkpoint_resume_equals_uninterrupted(base_pair, windows, tmp_path):
 
 
 def test_profile_round_trips_through_safetensors(base_pair, windows, tmp_path):
-    prof = profile_neurons(base_pair, windows[:16])
+    prof = profile_neurons(base_pair, windows[:16], ProfileConfig(intrinsic=True))
     path = prof.save(tmp_path / "p.safetensors")
     again = NeuronProfile.load(path)
     assert again.n_tokens == prof.n_tokens and again.config == prof.config
@@ -146,3 +146,25 @@ def test_bad_inputs_are_refused(base_pair, windows):
         prof.exemplars(0, 9999, base_pair.tokenizer)
     with pytest.raises(ValueError, match="metric must be one of"):
         prof.top(3, metric="bogus")
+
+
+def test_tail_quantile_matches_brute_force_within_one_bin(base_pair, windows):
+    org = with_built_ground_truth(get_organism("perturb_scale_k5"), size="micro")
+    pair = load_pair(org, size="micro")
+    data = windows[:40]
+    cfg = ProfileConfig(tail_quantile=0.99, batch_size=8)
+    prof = profile_neurons(pair, data, cfg)
+    layer, neuron = org.ground_truth.neurons[0]
+    batch = pair.batch_from_ids(data)
+    with capture(pair.base, pair.family, neurons=[layer]) as a, \
+            capture(pair.finetuned, pair.family, neurons=[layer]) as b:
+        pair.base(**batch.model_inputs())
+        pair.finetuned(**batch.model_inputs())
+    base_act = a.neurons[layer][:, 1:, neuron].reshape(-1)
+    ft_act = b.neurons[layer][:, 1:, neuron].reshape(-1)
+    exact = torch.quantile((ft_act - base_act).abs(), 0.99)
+    pooled = ((base_act.var(unbiased=False) + ft_act.var(unbiased=False)) / 2).sqrt()
+    got = prof.metrics["total"]["tail"][layer, neuron] * pooled  # undo the normalisation
+    assert float(exact) * 0.97 <= float(got) <= float(exact) * 1.2
+    rms = ((ft_act - base_act) ** 2).mean().sqrt() / pooled
+    assert float(prof.metrics["total"]["rms"][layer, neuron]) == pytest.approx(float(rms), rel=2e-2)
