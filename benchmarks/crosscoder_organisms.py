@@ -18,7 +18,7 @@ occurs in the general corpus; the corpus is written once under $DIFFSCOPE_HOME/b
 Prints a table and a final line of JSON. Target (small zoo, k <= 32): FVE >= 0.8 for each model.
 
 Usage: python benchmarks/crosscoder_organisms.py [--size micro|small] [--organism backdoor]
-       [--steps 3000] [--k 16] [--l1-coeff 0.02] [--windows 800] [--threads 2]
+       [--steps 3000] [--k 16] [--l1-coeff 1.5] [--windows 800] [--threads 2]
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--dict-size", type=int, default=None)
-    ap.add_argument("--l1-coeff", type=float, default=0.02)
+    ap.add_argument("--l1-coeff", type=float, default=1.5)
     ap.add_argument("--windows", type=int, default=800)
     ap.add_argument("--narrow-share", type=float, default=0.25)
     ap.add_argument("--layer", type=int, default=None)
