@@ -13,12 +13,12 @@ from diffscope.organisms.registry import all_organisms, zoo_root
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     StageResult,
-    zoo_lock,
     done_record,
     finish_stage,
     fresh_stage_dir,
     load_zoo_model,
     load_zoo_tokenizer,
+    zoo_lock,
 )
 from diffscope.organisms.training import SIZES, ZooSize, encode_documents, new_model, train_lm
 
