@@ -71,4 +71,4 @@ def zoo_lock(root: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UNLOCK)
+            fcntl.flock(handle, fcntl.LOCK_UN)
