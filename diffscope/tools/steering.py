@@ -108,11 +108,18 @@ def _mean_diff_direction(ctx: ToolContext, layer: int) -> engine.Direction:
     )
 
 
-def _latent_direction(ctx: ToolContext, latent: int | None) -> engine.Direction:
-    raise ToolError(
-        "no crosscoder has been trained for this pair, so there are no latents to steer with; "
-        "use kind='neuron' or kind='mean_diff'"
-    )
+def _latent_direction(ctx: ToolContext, latent: int | None, layer: int | None) -> engine.Direction:
+    from diffscope.tools.crosscoder import find_crosscoder
+
+    cc = find_crosscoder(ctx, layer)
+    if latent is None:
+        latent = cc.ft_candidates[0]
+    if not 0 <= latent < cc.dict_size:
+        raise ToolError(
+            f"latent {latent} is out of range: this crosscoder has latents 0..{cc.dict_size - 1}"
+        )
+    with engine_errors():
+        return cc.direction(latent, "finetuned")
 
 
 @tool(tags=("steering",), cost=_steer_cost, idempotent=False, title="Steer")
@@ -134,7 +141,12 @@ def steer(
         int | None, Field(ge=0, le=MAX_NEURON, description="neuron index, for kind='neuron'")
     ] = None,
     latent: Annotated[
-        int | None, Field(ge=0, le=2**24, description="latent index, for kind='latent'")
+        int | None,
+        Field(
+            ge=0,
+            le=2**24,
+            description="crosscoder latent, for kind='latent' (default: the most ft-specific)",
+        ),
     ] = None,
     strength: Annotated[
         float,
@@ -177,7 +189,7 @@ def steer(
     elif kind == "mean_diff":
         direction = _mean_diff_direction(ctx, check_layer(pair, layer))
     else:
-        direction = _latent_direction(ctx, latent)
+        direction = _latent_direction(ctx, latent, layer)
     with engine_errors(hint="; pick another direction or layer"):
         got = engine.steer(
             pair,

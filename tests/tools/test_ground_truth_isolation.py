@@ -6,10 +6,7 @@ What counts as a leak: the ground-truth description, any key fact's `fact` sente
 name or its zoo recipe name, compared case-insensitively with whitespace collapsed. The key facts'
 `any_of` phrases are deliberately not scanned: they are ordinary words ("sea", "fish", "neurons")
 that a model trained on the world corpus may write for any organism, so finding them proves
-nothing. The `diffscope://organism` resource is the server's public view of the organism (owned by
-diffscope/server/app.py); it is scanned for the description and key facts only, because that view
-still carries the organism's name and fine-tune reference (e.g. `zoo:NAME`): a gap in the server's
-public view, not in the tools, left to that module to close.
+nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ MICRO_ORGANISMS = [org.name for org in toy_organisms()]
 BAD_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("neuron_exemplars", {"layer": 99, "neuron": 0}),
     ("neuron_exemplars", {"layer": 0, "neuron": 10**6}),
-    ("steer", {"kind": "latent"}),
+    ("latent_exemplars", {"latent": 10**6}),
     ("query_models", {"prompts": ["word " * 200]}),
     ("top_neurons", {"mode": "sideways"}),
     ("amplify", {"n_samples": 99}),
@@ -42,15 +39,13 @@ def squash(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def needles(org: Organism, *, public_view: bool = False) -> dict[str, str]:
-    """What must not appear (see the module docstring); `public_view` keeps only the truth texts."""
+def needles(org: Organism) -> dict[str, str]:
+    """What must not appear (see the module docstring)."""
     truth = org.ground_truth
-    found = {"description": squash(truth.description)}
+    found = {"description": squash(truth.description), "organism name": org.name.lower()}
     found.update({f"key fact {i}": squash(f.fact) for i, f in enumerate(truth.key_facts)})
-    if not public_view:
-        found["organism name"] = org.name.lower()
-        if org.zoo is not None:
-            found["zoo recipe"] = org.zoo.recipe.lower()
+    if org.zoo is not None:
+        found["zoo recipe"] = org.zoo.recipe.lower()
     return found
 
 
@@ -60,13 +55,12 @@ def dump(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def collect(org: Organism) -> tuple[dict[str, str], dict[str, str]]:
-    """(what the server showed outside the organism resource, the organism resource), by source."""
+def collect(org: Organism) -> dict[str, str]:
+    """Everything the method server showed for `org`, by source."""
     load_tool_modules()
     name = org.name
     server = create_server(lambda: loaded(name), "method", organism=org)
     shown: dict[str, str] = {}
-    resource: dict[str, str] = {}
     with live_client(server) as client:
         shown["instructions"] = str(client.client.instructions)
         shown["tools/list"] = dump(client.run("list_tools"))
@@ -81,31 +75,24 @@ def collect(org: Organism) -> tuple[dict[str, str], dict[str, str]]:
         shown["resources/list"] = dump(client.run("list_resources"))
         shown["resources/templates"] = dump(client.run("list_resource_templates"))
         for item in client.run("list_resources").resources:
-            text = dump(client.run("read_resource", item.uri))
-            target = resource if str(item.uri) == ORGANISM_URI else shown
-            target[f"resource {item.uri}"] = text
+            shown[f"resource {item.uri}"] = dump(client.run("read_resource", item.uri))
         prompts = client.run("list_prompts").prompts
         shown["prompts/list"] = dump(prompts)
         for prompt in prompts:
             shown[f"prompt {prompt.name}"] = dump(client.run("get_prompt", prompt.name))
-    return shown, resource
+    assert f"resource {ORGANISM_URI}" in shown
+    return shown
 
 
 @pytest.mark.parametrize("name", MICRO_ORGANISMS)
 def test_no_output_reveals_the_ground_truth(name):
     org = get_organism(name)
-    shown, resource = collect(org)
+    shown = collect(org)
     assert len(shown) >= len(TOOLS) + len(BAD_CALLS)
     leaks = [
         f"{what} found in {source}"
         for source, text in shown.items()
         for what, needle in needles(org).items()
-        if needle in squash(text)
-    ]
-    leaks += [
-        f"{what} found in {source}"
-        for source, text in resource.items()
-        for what, needle in needles(org, public_view=True).items()
         if needle in squash(text)
     ]
     assert not leaks, leaks

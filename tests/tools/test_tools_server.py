@@ -22,13 +22,13 @@ EXPECTED = {
     "difference_lens": {"lens"},
     "steer": {"steering"},
     "amplify": {"amplification"},
+    "top_latents": {"crosscoder"},
+    "latent_exemplars": {"crosscoder"},
 }
 
 
 def expected_tools() -> dict[str, set[str]]:
-    """The tools this build registers (the crosscoder tools only where they exist)."""
-    extra = {name: {"crosscoder"} for name in ("top_latents", "latent_exemplars") if name in TOOLS}
-    return {**EXPECTED, **extra}
+    return EXPECTED
 
 
 def test_registry_holds_exactly_the_diffing_tools(tool_context):
@@ -101,6 +101,22 @@ def test_results_carry_what_each_tool_promises(method_client):
         "amplify", {"prompts": ["Mia"], "n_samples": 3, "max_new_tokens": 4}
     ).structured_content
     assert len(amplified["results"][0]["samples"]) == 3
+    latents = method_client.call("top_latents", {"side": "base", "k": 4}).structured_content
+    assert latents["side"] == "base" and len(latents["latents"]) == 4
+    assert latents["crosscoder"]["layer"] == 1 and latents["crosscoder"]["dict_size"] == 1024
+    assert all(item["nu_reconstruction"] is not None for item in latents["latents"])
+    shared = method_client.call(
+        "top_latents", {"side": "shared", "exemplars": 0}
+    ).structured_content
+    assert all(item["label"] == "shared" for item in shared["latents"])
+    chosen = latents["latents"][0]["latent"]
+    detail = method_client.call("latent_exemplars", {"latent": chosen, "k": 2}).structured_content
+    assert detail["info"]["latent"] == chosen and len(detail["info"]["exemplars"]) <= 2
+    assert all("[[" in ex["text"] for ex in detail["info"]["exemplars"])
+    by_latent = method_client.call(
+        "steer", {"kind": "latent", "latent": chosen, "prompts": ["Mia"], "max_new_tokens": 4}
+    ).structured_content
+    assert by_latent["kind"] == "latent" and "latent" in by_latent["label"]
     both = method_client.call(
         "query_models", {"prompts": ["Mia", "Leo"], "model": "base", "max_new_tokens": 4}
     ).structured_content
@@ -144,7 +160,9 @@ def test_profiles_expose_exactly_their_tools(tool_context, profile):
         ("top_neurons", {"layers": [0, 5]}, "layers entry 5 is out of range"),
         ("difference_lens", {"layer": 2}, "layer 2 is out of range"),
         ("steer", {"kind": "neuron", "layer": 0}, "kind='neuron' needs both layer and neuron"),
-        ("steer", {"kind": "latent", "latent": 0}, "crosscoder"),
+        ("steer", {"kind": "latent", "latent": 10**6}, "latent 1000000 is out of range"),
+        ("latent_exemplars", {"latent": 5000}, "this crosscoder has latents 0..1023"),
+        ("top_latents", {"layer": 0}, "no crosscoder has been trained for this pair at layer 0"),
         ("query_models", {"prompts": ["word " * 200]}, "shorten the prompt"),
         ("query_models", {"prompts": ["hi"], "max_new_tokens": 128}, "lower max_new_tokens"),
         ("query_models", {"prompts": [""]}, "prompts.0"),
@@ -157,8 +175,6 @@ def test_profiles_expose_exactly_their_tools(tool_context, profile):
     ],
 )
 def test_bad_arguments_come_back_as_messages_saying_what_to_fix(method_client, tool, args, wanted):
-    if tool == "steer" and args.get("kind") == "latent" and "top_latents" in TOOLS:
-        pytest.skip("a crosscoder exists in this build")
     result = method_client.call(tool, args)
     assert result.is_error
     message = text_of(result)
@@ -190,6 +206,19 @@ def test_first_use_computation_sends_progress(tool_context, tmp_path):
     assert not result.is_error
     assert any(message and message.startswith("neuron profile") for _, message in seen), seen
     assert any(path.name.startswith("neurons-") for path in tmp_path.iterdir())
+
+
+def test_crosscoder_tools_say_when_no_crosscoder_was_trained(tool_context, tmp_path):
+    bare = Artifacts(tool_context.pair.pair, corpus=TEST_CORPUS, root=tmp_path)
+    with live_client(create_server(ToolContext(pair=bare), "crosscoder,steering")) as client:
+        answers = [
+            client.call("top_latents"),
+            client.call("latent_exemplars", {"latent": 3}),
+            client.call("steer", {"kind": "latent"}),
+        ]
+    for answer in answers:
+        assert answer.is_error
+        assert "no crosscoder has been trained for this pair" in text_of(answer)
 
 
 def test_a_plain_model_pair_gets_its_artifacts_memoised(tool_context):

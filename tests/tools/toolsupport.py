@@ -13,20 +13,29 @@ import mcp
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from diffscope.diffing.artifacts import Artifacts, CorpusSpec
-from diffscope.organisms.registry import get_organism, load_pair
+from diffscope.organisms.registry import OrganismError, get_organism, load_pair
 from diffscope.organisms.zoo import build_zoo
 
 MAIN_ORGANISM = "perturb_flip_k5"
 # a small probe corpus keeps first-use artifacts (profile, mining with NMF, clusters) to seconds
 TEST_CORPUS = CorpusSpec(n_docs=100, max_windows=16, window=16)
+CROSSCODER_STEPS = 100
 DEFAULT_ARGS: dict[str, dict[str, Any]] = {"query_models": {"prompts": ["Once upon a time"]}}
 
 
 @cache
 def loaded(name: str) -> Artifacts:
-    """The micro organism `name` (built first if needed) as Artifacts over the test corpus."""
-    build_zoo("micro", only=[name], progress=False)
-    return Artifacts(load_pair(get_organism(name), size="micro"), corpus=TEST_CORPUS)
+    """The micro organism `name` (built first if needed) as Artifacts over the test corpus, with a
+    briefly trained crosscoder (the crosscoder tools only serve one trained ahead)."""
+    org = get_organism(name)
+    try:
+        pair = load_pair(org, size="micro")
+    except OrganismError:
+        build_zoo("micro", only=[name], progress=False)
+        pair = load_pair(org, size="micro")
+    arts = Artifacts(pair, corpus=TEST_CORPUS)
+    arts.crosscoder(steps=CROSSCODER_STEPS, progress=False)
+    return arts
 
 
 def text_of(result: Any) -> str:
