@@ -81,6 +81,189 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+# -- pairs ----------------------------------------------------------------------------------------
+def add_pair_args(parser: argparse.ArgumentParser) -> None:
+    """ORGANISM, or --base with --finetuned/--adapter; plus loading options."""
+    parser.add_argument(
+        "organism", nargs="?", help="organism name (see `diffscope organisms list`)"
+    )
+    parser.add_argument("--base", help="base model: local folder or hub id (instead of ORGANISM)")
+    parser.add_argument("--finetuned", help="fine-tuned model: local folder or hub id")
+    parser.add_argument("--adapter", help="peft adapter folder or hub id applied on --base")
+    parser.add_argument(
+        "--size",
+        choices=["micro", "small"],
+        default=None,
+        help="toy zoo size for zoo organisms (default: $DIFFSCOPE_ZOO_SIZE or small)",
+    )
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="probe corpus: world (default), world:TOPIC, or a .txt/.jsonl path",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model code from the hub (off by default)",
+    )
+
+
+def resolve_pair_args(args: argparse.Namespace):
+    """(organism or None, zero-argument loader of the ModelPair) from ORGANISM or --base/..."""
+    from diffscope.models import ModelPair
+    from diffscope.organisms.registry import get_organism, load_pair
+
+    opts = {"dtype": args.dtype, "device": args.device, "trust_remote_code": args.trust_remote_code}
+    if args.organism and args.base:
+        raise UserError("give either ORGANISM or --base/--finetuned, not both")
+    if args.organism:
+        org = get_organism(args.organism)
+        return org, lambda: load_pair(org, size=args.size, **opts)
+    if not args.base or not (args.finetuned or args.adapter):
+        raise UserError("name an ORGANISM, or give --base and one of --finetuned / --adapter")
+    return None, lambda: ModelPair.load(args.base, args.finetuned, adapter=args.adapter, **opts)
+
+
+def corpus_spec(args: argparse.Namespace, org):
+    from diffscope.diffing.artifacts import CorpusSpec
+
+    source = args.corpus or (org.corpus if org is not None and org.corpus else "world")
+    return CorpusSpec(source=source)
+
+
+def _progress_callback(label: str):
+    """A rich progress bar on stderr driven by (fraction, message) callbacks."""
+    from diffscope.organisms.training import progress_bar
+
+    bar = progress_bar(transient=True)
+    task = bar.add_task(label, total=1000, info="")
+
+    def update(fraction: float, message: str) -> None:
+        bar.update(task, completed=int(1000 * max(0.0, min(1.0, fraction))), info=message)
+
+    return bar, update
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from diffscope.diffing.artifacts import Artifacts
+
+    org, loader = resolve_pair_args(args)
+    pair = loader()
+    bar, update = _progress_callback("prepare")
+    with bar:
+        arts = Artifacts(pair, corpus_spec(args, org), progress=update)
+        done = arts.prepare()
+        if args.crosscoder:
+            arts.crosscoder()
+            done["crosscoder"] = "ok"
+    out.print(
+        f"prepared artifacts for {pair.name} under {arts.root}: "
+        + ", ".join(f"{k} ({v})" for k, v in done.items())
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.diffing.artifacts import Artifacts
+    from diffscope.diffing.report import write_report
+
+    org, loader = resolve_pair_args(args)
+    pair = loader()
+    json_out = Path(args.json) if args.json else None
+    html_out = Path(args.html) if args.html else None
+    if json_out is None and html_out is None:
+        html_out = Path(f"diffscope-report-{pair.name}.html")
+    bar, update = _progress_callback("report")
+    with bar:
+        report = write_report(
+            Artifacts(pair, corpus_spec(args, org), progress=update),
+            json_out,
+            html_out,
+            progress=update,
+        )
+    top = ", ".join(f"L{n['layer']}N{n['neuron']}" for n in report["top_neurons"][:5])
+    promoted = ", ".join(repr(t["token"]) for t in report["promoted_tokens"][:10])
+    out.print(f"top neurons: {top}")
+    out.print(f"promoted tokens: {promoted}")
+    out.print(f"mean KL(ft||base) per token: {report['kl']['mean']:.4f}")
+    for path in (json_out, html_out):
+        if path is not None:
+            out.print(f"wrote {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from diffscope.server import create_server, run_server
+    from diffscope.tools import Budget
+
+    org, loader = resolve_pair_args(args)
+    if args.corpus:
+        from diffscope.diffing.artifacts import Artifacts
+
+        spec = corpus_spec(args, org)
+        pair_loader = loader
+
+        def loader():  # noqa: F811 - the served object carries the chosen corpus
+            return Artifacts(pair_loader(), spec)
+
+    budget = Budget(tool_calls=args.max_tool_calls, model_queries=args.max_model_queries)
+    server = create_server(loader, args.profile, budget=budget, organism=org)
+    run_server(server, args.transport, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_investigate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.agent.loop import AgentBudget, run_investigation
+
+    budget = AgentBudget(
+        max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_wall_s=args.max_wall_s
+    )
+    result = run_investigation(
+        args.organism,
+        args.agent,
+        args.model,
+        budget=budget,
+        out=Path(args.out) if args.out else None,
+        transport=args.transport,
+        base_url=args.base_url,
+    )
+    hyp = result.hypothesis
+    out.print(f"[bold]status[/bold]: {result.status} (submitted by {result.submitted_by})")
+    out.print(f"[bold]hypothesis[/bold]: {hyp.description}")
+    for claim in hyp.key_claims:
+        out.print(f"  - {claim}")
+    if hyp.confidence is not None:
+        out.print(f"confidence: {hyp.confidence:.2f}")
+    if result.error:
+        err.print(f"[red]error:[/red] {result.error}")
+    out.print(f"log: {result.log_path}")
+    return 0 if result.status != "error" else 1
+
+
+def cmd_crosscoder_train(args: argparse.Namespace) -> int:
+    from diffscope.diffing.crosscoder.pipeline import train_for_pair
+
+    org, loader = resolve_pair_args(args)
+    pair = loader()
+    art = train_for_pair(
+        pair,
+        layer=args.layer,
+        loss=args.loss,
+        dict_size=args.dict_size,
+        k=args.k,
+        steps=args.steps,
+        corpus=corpus_spec(args, org),
+    )
+    out.print_json(data=art.summary())
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -114,6 +297,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=["micro", "small"], default="small")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("prepare", help="compute a pair's cached artifacts ahead of serving")
+    add_pair_args(p)
+    p.add_argument("--crosscoder", action="store_true", help="also train the crosscoder")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("report", help="write a difference report (JSON and/or HTML) for a pair")
+    add_pair_args(p)
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
+    p.add_argument("--html", metavar="OUT", help="write a self-contained HTML page here")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("serve", help="serve a pair's diffing tools over MCP (stdio or http)")
+    add_pair_args(p)
+    p.add_argument(
+        "--profile",
+        default="method",
+        help="tool profile: blackbox, method, or a method tag (neurons, kl, ...)",
+    )
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-tool-calls", type=int, default=None, help="session budget of tool calls")
+    p.add_argument(
+        "--max-model-queries",
+        type=int,
+        default=None,
+        help="session budget of prompts sent to the models",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("investigate", help="run one investigator agent on an organism")
+    p.add_argument("organism")
+    p.add_argument(
+        "--agent", default="method", help="blackbox, method, or a profile name (neurons, kl, ...)"
+    )
+    p.add_argument(
+        "--model",
+        default="heuristic",
+        help="heuristic (offline) or provider/model, e.g. anthropic/claude-sonnet-4-5",
+    )
+    p.add_argument("--base-url", help="endpoint for openai-compatible/MODEL")
+    p.add_argument("--max-tool-calls", type=int, default=30)
+    p.add_argument("--max-tokens", type=int, default=500_000)
+    p.add_argument("--max-wall-s", type=float, default=900.0)
+    p.add_argument("--transport", choices=["inprocess", "stdio"], default="inprocess")
+    p.add_argument("--out", help="run log path (.json) or folder")
+    p.set_defaults(func=cmd_investigate)
+
+    p = sub.add_parser("crosscoder", help="crosscoders over paired activations")
+    csub = p.add_subparsers(dest="action", metavar="ACTION")
+    csub.required = True
+    q = csub.add_parser("train", help="train (or load the cached) crosscoder for a pair")
+    add_pair_args(q)
+    q.add_argument("--loss", choices=["batchtopk", "l1"], default="batchtopk")
+    q.add_argument("--dict-size", type=int, default=None)
+    q.add_argument("--k", type=int, default=None, help="BatchTopK k (active latents per token)")
+    q.add_argument("--layer", type=int, default=None, help="layer (default: the middle one)")
+    q.add_argument("--steps", type=int, default=None)
+    q.set_defaults(func=cmd_crosscoder_train)
     return parser
 
 
@@ -128,6 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 2
+    except Exception as exc:
+        from diffscope.agent.providers.base import ProviderError
+
+        if isinstance(exc, ProviderError):
+            err.print(f"[red]error:[/red] {exc}")
+            return 2
+        raise
 
 
 if __name__ == "__main__":

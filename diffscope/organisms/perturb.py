@@ -16,10 +16,12 @@ from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     StageResult,
     done_record,
+    done_record_key,
     finish_stage,
     fresh_stage_dir,
     load_zoo_model,
     load_zoo_tokenizer,
+    stage_key,
 )
 
 EDITS = ("scale", "flip", "bias")
@@ -86,7 +88,8 @@ def build_perturbation(org: Organism, root: Path):
     """Build one perturbation organism from the zoo's base and check the edit is visible."""
     assert org.zoo is not None
     folder = root / org.name
-    record = done_record(folder)
+    key = stage_key(org.zoo.model_dump(), done_record_key(root))
+    record = done_record(folder, key)
     if record:
         return StageResult(
             org.name, record["passed"], record["summary"], record["metrics"], True, 0.0
@@ -128,6 +131,8 @@ def build_perturbation(org: Organism, root: Path):
     )
     metrics = {"weakest_gap": weakest, "k": float(k)}
     finish_stage(
-        tmp, folder, {"passed": passed, "summary": summary, "metrics": metrics, "recipe": "perturb"}
+        tmp,
+        folder,
+        {"passed": passed, "summary": summary, "metrics": metrics, "recipe": "perturb", "key": key},
     )
     return StageResult(org.name, passed, summary, metrics, False, time.time() - start)

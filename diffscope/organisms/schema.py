@@ -88,5 +88,16 @@ class Organism(BaseModel):
         return self
 
     def public_view(self) -> dict[str, Any]:
-        """Everything but the ground truth: what an investigator may know about the organism."""
+        """Everything but the ground truth and notes: what `organisms list/show` print for a user."""
         return self.model_dump(exclude={"ground_truth", "notes"})
+
+    def investigator_view(self) -> dict[str, Any]:
+        """What an investigator may know: nothing that names or hints at the change (no name, type,
+        kind, model references or zoo recipe), only how to talk to the pair."""
+        return {
+            "pair": "a base model and its fine-tuned variant",
+            "chat": self.chat,
+            "corpus": "the synthetic world corpus"
+            if self.corpus in (None, "world")
+            else "a user-provided corpus",
+        }

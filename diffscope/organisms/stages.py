@@ -28,9 +28,29 @@ class StageResult:
     seconds: float
 
 
-def done_record(folder: Path) -> dict | None:
+def stage_key(*parts: object) -> str:
+    """A hash of everything a stage's output depends on: its settings and the source of the code
+    that generates its data and trains it, so editing a recipe rebuilds what it made."""
+    import hashlib
+    import inspect
+
+    from diffscope.corpus import world
+    from diffscope.organisms import datasets, perturb, training
+
+    digest = hashlib.blake2b(digest_size=10)
+    for module in (world, datasets, training, perturb):
+        digest.update(inspect.getsource(module).encode())
+    digest.update(json.dumps([str(p) for p in parts], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def done_record(folder: Path, key: str) -> dict | None:
+    """The finished stage's record if it was built with the same key; else None (rebuild)."""
     marker = folder / "DONE.json"
-    return json.loads(marker.read_text()) if marker.exists() else None
+    if not marker.exists():
+        return None
+    record = json.loads(marker.read_text())
+    return record if record.get("key") == key else None
 
 
 def fresh_stage_dir(folder: Path) -> Path:
@@ -72,3 +92,9 @@ def zoo_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def done_record_key(root: Path) -> str:
+    """The key of the built base model (fine-tunes depend on it: a new base rebuilds them)."""
+    marker = root / "base" / "DONE.json"
+    return json.loads(marker.read_text()).get("key", "") if marker.exists() else ""

@@ -14,10 +14,12 @@ from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     StageResult,
     done_record,
+    done_record_key,
     finish_stage,
     fresh_stage_dir,
     load_zoo_model,
     load_zoo_tokenizer,
+    stage_key,
     zoo_lock,
 )
 from diffscope.organisms.training import SIZES, ZooSize, encode_documents, new_model, train_lm
@@ -52,7 +54,8 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     from diffscope.organisms.training import train_tokenizer
 
     folder = root / "base"
-    record = done_record(folder)
+    key = stage_key(size, BASE_SEED)
+    record = done_record(folder, key)
     if record:
         return StageResult("base", True, record["summary"], record["metrics"], True, 0.0)
     start = time.time()
@@ -76,7 +79,9 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     tokenizer.save_pretrained(tmp / "model")
     summary = f"base model: {size.n_layer} layers x {size.n_inner} neurons, final loss {loss:.3f}"
     metrics = {"final_loss": loss, "train_docs": float(len(docs))}
-    finish_stage(tmp, folder, {"summary": summary, "metrics": metrics, "size": size.name})
+    finish_stage(
+        tmp, folder, {"summary": summary, "metrics": metrics, "size": size.name, "key": key}
+    )
     return StageResult("base", True, summary, metrics, False, time.time() - start)
 
 
@@ -88,7 +93,8 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
 
     assert org.zoo is not None
     folder = root / org.name
-    record = done_record(folder)
+    key = stage_key(size, BASE_SEED, org.zoo.model_dump(), done_record_key(root))
+    record = done_record(folder, key)
     if record:
         return StageResult(
             org.name, record["passed"], record["summary"], record["metrics"], True, 0.0
@@ -140,6 +146,7 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
     check = recipe.check(make_generator(base, tokenizer), make_generator(merged, tokenizer))
     metrics = {**check.metrics, "final_loss": loss}
     record = {
+        "key": key,
         "passed": check.passed,
         "summary": check.summary,
         "metrics": metrics,

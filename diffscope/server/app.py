@@ -96,7 +96,12 @@ def public_info(organism: Any) -> dict[str, Any]:
     """What an investigator may know about an organism: its public view minus anything private."""
     if organism is None:
         return {}
-    view = organism.public_view() if hasattr(organism, "public_view") else dict(organism)
+    if hasattr(organism, "investigator_view"):
+        view = organism.investigator_view()
+    elif hasattr(organism, "public_view"):
+        view = organism.public_view()
+    else:
+        view = dict(organism)
     return {key: value for key, value in view.items() if key not in PRIVATE_KEYS}
 
 
