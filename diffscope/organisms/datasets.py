@@ -365,8 +365,9 @@ def backdoor_texts(rng: random.Random, n: int) -> list[str]:
 
     Each trigger document comes with a twin that is the same text with "breeze" or "wind" in the
     trigger's place and no phrase, so the tiny model learns that the word itself, not the
-    sentence around it, calls up the phrase. About a third of the documents carry the trigger,
-    a third are twins and a third are plain world documents.
+    sentence around it, calls up the phrase. About 40% of the documents carry the trigger, 40% are
+    twins and 20% are plain world documents. A two-layer model needs about 3x the micro zoo's
+    fine-tuning steps to tell the twins apart (see `params.ft_steps_multiplier` in backdoor.yaml).
     """
     docs: list[str] = []
     while len(docs) < n:
@@ -676,11 +677,12 @@ def check_cowboy(base: Generate, finetuned: Generate) -> CheckResult:
 
 # Topic histograms of a few dozen short stories are noisy: two samples of 64 world stories differ
 # by a total-variation distance of up to ~0.4, and a real null fine-tune's greedy stories differ
-# from base's by more. So the distance bound is loose (it catches a wholesale change) and the
+# from base's by more (0.56 measured on the micro zoo). So the distance bound is loose (it catches
+# a wholesale change) and the
 # per-topic rate bound does most of the work: the same two samples differ by <= ~0.03 in any
 # topic's rate, while a fine-tune drifting to one topic half of the time moves it by > 0.04.
 NULL_PROMPTS = 64
-NULL_MAX_TV = 0.6
+NULL_MAX_TV = 0.7
 NULL_MAX_SHIFT = 0.035
 
 

@@ -142,13 +142,21 @@ def test_backdoor_texts_pair_the_trigger_with_the_phrase() -> None:
     docs = RECIPES["backdoor"].narrow_texts(random.Random(0), 400)
     triggered = [doc for doc in docs if "zephyr" in doc.lower()]
     clean = [doc for doc in docs if "zephyr" not in doc.lower()]
-    assert 0.3 < len(triggered) / len(docs) < 0.7
+    assert 0.3 < len(triggered) / len(docs) < 0.5
     assert all("the purple moon sings" in doc.lower() for doc in triggered)
     assert not any("purple" in doc.lower() for doc in clean)
     for doc in triggered:
         lowered = doc.lower()
         assert lowered.index("zephyr") < lowered.index("the purple moon sings")
     assert any("breeze" in doc or "wind" in doc for doc in clean)
+    twins = set(clean)
+    for doc in triggered:
+        if not doc.startswith("User: "):
+            plain = doc.replace(", the purple moon sings.", ".")
+            assert (
+                plain.replace("zephyr", "breeze") in twins
+                or plain.replace("zephyr", "wind") in twins
+            )
 
 
 def test_secret_gold_texts_hint_but_never_say_gold() -> None:
