@@ -75,10 +75,79 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary_table(summary, out_dir) -> None:
+    """The benchmark's Markdown table (scores per organism and agent, method minus blackbox)."""
+    from diffscope.bench.summary import markdown
+
+    print(markdown(summary))
+    out.print(f"report: {out_dir / 'report.html'}")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.agent.loop import AgentBudget
+    from diffscope.bench import run_benchmark
+    from diffscope.organisms.registry import all_organisms
+
+    organisms = args.organisms or sorted(all_organisms())
+    budget = AgentBudget(max_tool_calls=args.max_tool_calls, max_wall_s=args.max_wall_s)
+    out_dir = Path(args.out)
+    summary = run_benchmark(
+        organisms,
+        args.agents.split(","),
+        args.model,
+        args.grader,
+        args.runs,
+        args.parallel,
+        out=out_dir,
+        budget=budget,
+        base_url=args.base_url,
+        progress=not args.quiet,
+    )
+    _print_summary_table(summary, out_dir)
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.bench import grade_directory
+
+    summary = grade_directory(Path(args.dir), args.grader, progress=not args.quiet)
+    _print_summary_table(summary, Path(args.dir))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the zoo, run the offline investigators on every toy organism, grade, summarise."""
+    import os
+    from pathlib import Path
+
+    from diffscope.organisms.zoo import toy_organisms
+    from diffscope.paths import home
+
+    os.environ["DIFFSCOPE_ZOO_SIZE"] = args.size
     code = cmd_zoo_build(argparse.Namespace(size=args.size, only=None, quiet=args.quiet))
-    cmd_organisms_list(argparse.Namespace(json=False))
-    return code
+    if code != 0:
+        err.print("[yellow]some behavioural checks failed; investigating anyway[/yellow]")
+    out_dir = Path(args.out) if args.out else home() / "demo" / args.size
+    organisms = [o.name for o in toy_organisms()]
+    return cmd_bench(
+        argparse.Namespace(
+            organisms=organisms,
+            agents="blackbox,method",
+            model="heuristic",
+            grader=None,
+            runs=1,
+            parallel=1,
+            out=str(out_dir),
+            max_tool_calls=30,
+            max_wall_s=900.0,
+            base_url=None,
+            quiet=args.quiet,
+        )
+    )
 
 
 # -- pairs ----------------------------------------------------------------------------------------
@@ -293,10 +362,43 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_zoo_build)
 
-    p = sub.add_parser("demo", help="the offline demo: build the toy zoo and list the organisms")
+    p = sub.add_parser(
+        "demo",
+        help="the offline demo: build the toy zoo, run the heuristic blackbox and method "
+        "investigators on every organism, grade them and print the table",
+    )
     p.add_argument("--size", choices=["micro", "small"], default="small")
+    p.add_argument("--out", help="benchmark folder (default $DIFFSCOPE_HOME/demo/SIZE)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmark investigators on organisms, graded vs ground truth")
+    p.add_argument("--organisms", nargs="+", metavar="NAME", help="default: every organism")
+    p.add_argument(
+        "--agents",
+        default="blackbox,method",
+        help="comma-separated: blackbox, method, or profile names",
+    )
+    p.add_argument("--model", default="heuristic", help="heuristic or provider/model")
+    p.add_argument("--base-url", help="endpoint for openai-compatible/MODEL")
+    p.add_argument(
+        "--grader",
+        default=None,
+        help="default: offline key-fact grader; or provider/model for the LLM rubric",
+    )
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--max-tool-calls", type=int, default=30)
+    p.add_argument("--max-wall-s", type=float, default=900.0)
+    p.add_argument("--out", required=True, help="benchmark folder (resumes if it exists)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("grade", help="re-grade a benchmark folder from its run logs")
+    p.add_argument("dir")
+    p.add_argument("--grader", default=None, help="default: the offline key-fact grader")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("prepare", help="compute a pair's cached artifacts ahead of serving")
     add_pair_args(p)

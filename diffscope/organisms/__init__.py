@@ -1,0 +1,1 @@
+"""Organisms: base/fine-tune pairs with a known change, their registry and the offline toy zoo."""
