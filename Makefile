@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test lint
+.PHONY: install sysdeps demo test lint
 
 install:
 	$(PIP) install -q torch==2.13.0
@@ -12,7 +12,12 @@ install:
 demo: install
 	diffscope demo
 
-test: install
+# chromium renders the HTML report for a screenshot test (skipped, with a reason, if it is missing)
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "chromium could not be installed: the report screenshot test will be skipped"
+
+test: install sysdeps
 	$(PYTHON) -m pytest -q
 
 lint:
