@@ -54,6 +54,7 @@ def _plots(report: dict[str, Any], profile, kl_values: torch.Tensor) -> dict[str
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.boxplot([rms[layer].numpy() for layer in range(rms.shape[0])], showfliers=True)
     ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_xticks(range(1, rms.shape[0] + 1), [str(i) for i in range(rms.shape[0])])
     ax.set_xlabel("layer")
     ax.set_ylabel("normalised RMS gap")
     ax.set_title("Gap distribution per layer (every MLP neuron)")
