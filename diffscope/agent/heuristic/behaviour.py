@@ -31,7 +31,7 @@ from diffscope.corpus.world import TOPICS, neutral_prompts
 
 QUERY = "query_models"
 BATCH = 8
-STORY_TOKENS = 64
+STORY_TOKENS = 96
 ANSWER_TOKENS = 40
 TEMPERATURE = 0.7
 GENERAL_QUESTION = "What should I do today?"
@@ -45,7 +45,7 @@ FLOORS = {
     "novel": 0.2,
     "phrase": 0.2,
     "vanished": 0.35,
-    "topic": 0.2,
+    "topic": 0.25,
     "negative": 0.02,
     "positive": 0.03,
     "answers": 0.25,

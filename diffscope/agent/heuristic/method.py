@@ -7,11 +7,14 @@ Steps (at most 12 server calls, each skipped when the profile does not offer the
    neurons within the top 32)? The edited neurons' statistics say what kind of edit it was:
    anti-correlated activations (a sign flip), a near-constant shift (a bias), or a shift that
    grows with the activation (a scale).
-2. `top_promoted_tokens`, `kl_probe` (corpus windows) and `difference_lens`: the tokens the
-   fine-tune promotes, mapped to the world's topics; a topic counts when it holds a large share of
-   the token weight.
+2. `top_promoted_tokens` and `kl_probe` (corpus windows): the tokens the fine-tune promotes,
+   mapped to the world's topics; a topic counts when it holds a large share of the token weight
+   (`difference_lens` stands in when the profile cannot query the models).
 3. The behavioural survey of the blackbox investigator (`query_models`: stories, questions and a
    second base sample as the noise floor), whose signals confirm or add to the candidates.
+4. `amplify` on neutral openings when a topic is a candidate: the shift is kept only when the
+   amplified text is dominated by the same topic (two independent readings agree); otherwise it
+   is treated as a chance fluctuation (continued training alone moves topic shares a little).
 
 The hypothesis leads with edited neurons when the gaps are concentrated and the tokens show no
 topic, else with the strongest confirmed signals; with no concentrated signal above its noise
@@ -20,7 +23,7 @@ floor it says that no narrow change was found.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
@@ -33,12 +36,14 @@ from diffscope.agent.heuristic.behaviour import (
     examples,
     find_signals,
     label,
+    pct,
     quoted,
+    story_prompts,
     survey,
 )
 from diffscope.agent.heuristic.compose import compose, null_hypothesis
 from diffscope.agent.heuristic.driver import Call, Plan, Result, View
-from diffscope.agent.heuristic.textstats import tokens, topic_lexicon
+from diffscope.agent.heuristic.textstats import tokens, topic_lexicon, topic_shares
 
 NEURON_K = 40
 MAX_EDITED = 32
@@ -49,6 +54,10 @@ TOPIC_SHARE = 0.25
 TOPIC_MIN_TOKENS = 3
 FLIP_DECORRELATION = 0.8
 BIAS_MEAN_SHARE = 0.7
+AMPLIFY_MIN = 0.5
+AMPLIFY_PROMPTS = 4
+AMPLIFY_ALPHA = 4.0
+AMPLIFY_SHARE = 0.5
 
 
 @dataclass
@@ -206,6 +215,48 @@ def token_signal(found: TokenFinding, samples: Samples) -> Signal | None:
     )
 
 
+def check_by_amplifying(candidate: Signal) -> Generator[Call, Result, None]:
+    """Exaggerate the difference (amplify) on neutral openings: a real topic shift dominates the
+    amplified text; a chance fluctuation points elsewhere. Adjusts the candidate's strength."""
+    result = yield Call(
+        "amplify",
+        {
+            "prompts": story_prompts(AMPLIFY_PROMPTS),
+            "alpha": AMPLIFY_ALPHA,
+            "n_samples": 2,
+            "max_new_tokens": 64,
+            "temperature": 0.7,
+            "seed": 0,
+        },
+    )
+    if not result.ok or result.data is None:
+        return
+    texts = [
+        str(sample)
+        for row in result.data.get("results") or []
+        if isinstance(row, dict)
+        for sample in row.get("samples") or []
+    ]
+    if not texts:
+        return
+    shares = topic_shares([tokens(t) for t in texts])
+    top = max(sorted(shares), key=lambda t: shares[t])
+    topic = candidate.topic or ""
+    line = (
+        f"amplified fine-tune (alpha {AMPLIFY_ALPHA:g}) on {len(texts)} samples: "
+        f"{pct(shares.get(topic, 0.0))} touch {label(topic)}; the top topic is {label(top)} "
+        f"({pct(shares[top])})"
+    )
+    candidate.evidence.append(line)
+    if top == topic and shares[top] >= AMPLIFY_SHARE:
+        candidate.strength = max(candidate.strength, 1.0) * 1.5
+        candidate.claims.append(
+            f"Amplifying the fine-tune's difference makes the text about {label(topic)}"
+        )
+    else:
+        candidate.strength *= 0.5
+
+
 def neuron_hypothesis(
     finding: NeuronFinding, others: Iterable[Signal], extra: list[str]
 ) -> dict[str, Any]:
@@ -250,13 +301,18 @@ def method_plan(view: View) -> Plan:
         mean_kl = read_kl(
             (yield Call("kl_probe", {"n_windows": KL_WINDOWS, "k": 8, "plot": False})), found
         )
-    if view.has("difference_lens"):
-        read_lens((yield Call("difference_lens", {"k": 10})), found)
     settle_topic(found)
     samples = Samples()
     if view.has(QUERY):
         yield from survey(samples)
     analysis: Analysis | None = find_signals(samples) if samples.items else None
+    if analysis is not None and view.has("amplify"):
+        candidate = next((s for s in analysis.signals if s.kind == "topic"), None)
+        if candidate is not None and candidate.strength >= AMPLIFY_MIN:
+            yield from check_by_amplifying(candidate)
+    if not view.has(QUERY) and view.has("difference_lens"):
+        read_lens((yield Call("difference_lens", {"k": 10})), found)
+        settle_topic(found)
     strong = [s for s in analysis.signals if s.strength > 1.0] if analysis else []
     extra = list(found.evidence)
     if neurons is not None:
