@@ -341,10 +341,9 @@ class NeuronProfiler:
         s["sbf"][layer] += (a_b * a_f).sum(0).double()
         s["sdd"][layer] += (d * d).sum(0).double()
         codes = gap_codes(d)
-        if (
-            st.floor[layer, 0] < 0
-        ):  # first batch: tail counting starts at this batch's 0.99 quantile
-            k = max(1, int(0.99 * codes.shape[0]))
+        if st.floor[layer, 0] < 0:  # first batch: count the tail from a quantile well below q
+            floor_q = max(0.5, 1 - 10 * (1 - self.cfg.tail_quantile))
+            k = max(1, int(floor_q * codes.shape[0]))
             st.floor[layer] = codes.kthvalue(k, dim=0).values.clamp(min=0)
         above = codes >= st.floor[layer]
         cols = above.nonzero()[:, 1]
@@ -446,7 +445,7 @@ def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
     cov = s["sbf"] / n - mb * mf
     corr = cov / (var_b.sqrt() * var_f.sqrt()).clamp(min=1e-12)
     decor = torch.where(s["sdd"] == 0, torch.zeros_like(corr), (1 - corr).clamp(min=0, max=2))
-    tail = _tail_quantile(st.hist, s["n"], q)
+    tail = _tail_quantile(st, q)
     metrics = {
         "mean": (mean_d / scale).float(),
         "rms": (rms / scale).float(),
@@ -457,14 +456,20 @@ def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
     return metrics, {"base": mb.float(), "finetuned": mf.float()}
 
 
-def _tail_quantile(hist: torch.Tensor, n: torch.Tensor, q: float) -> torch.Tensor:
+def _tail_quantile(st: _LayerState, q: float) -> torch.Tensor:
     """The q-quantile of |gap| per neuron: the upper edge of the bin where the count from the top
-    reaches (1 - q) * n. If fewer values than that lie above the floor, the floor bin's edge."""
+    reaches (1 - q) * n. Where fewer values than that lie at or above the neuron's floor (the
+    distribution moved down after the first batch), the floor's lower edge: a lower bound."""
+    hist, n = st.hist, st.sums["n"]
     need = ((1 - q) * n).ceil().clamp(min=1)
     from_top = hist.flip(-1).cumsum(-1).double()
+    short = from_top[..., -1] < need
     reached = (from_top < need.unsqueeze(-1)).sum(-1).clamp(max=hist.shape[-1] - 1)
     idx = hist.shape[-1] - 1 - reached
-    value = code_upper_edges()[idx]
+    edges = code_upper_edges()
+    value = edges[idx]
+    floor_edge = edges[(st.floor - 1).clamp(min=0)]
+    value = torch.where(short, torch.where(st.floor > 0, floor_edge, 0.0), value)
     return torch.where(idx == 0, torch.zeros_like(value), value)
 
 
