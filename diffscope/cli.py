@@ -79,7 +79,7 @@ def _print_summary_table(summary, out_dir) -> None:
     """The benchmark's Markdown table (scores per organism and agent, method minus blackbox)."""
     from diffscope.bench.summary import markdown
 
-    print(markdown(summary))
+    print(markdown(summary).split("\n## Runs")[0].rstrip())
     out.print(f"report: {out_dir / 'report.html'}")
 
 

@@ -57,7 +57,8 @@ def test_injected_score_lines_are_not_neurons() -> None:
     assert grade.score == 1.0
 
 
-def test_without_ground_truth_neurons_it_is_unscored() -> None:
+def test_without_ground_truth_neurons_it_is_unscored(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DIFFSCOPE_HOME", str(tmp_path))  # no built zoo to recover the set from
     org = organism([])
     grade = PerturbationGrader().grade_sync(org, "L1N37")
     assert not grade.scored and grade.score is None and "zoo" in grade.reason
