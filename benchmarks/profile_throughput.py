@@ -28,8 +28,9 @@ def make_pair(layers: int, d: int, neurons: int, vocab: int, ctx: int):
     from diffscope.models import ModelPair
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=layers, n_head=12,
-                     n_inner=neurons)
+    cfg = GPT2Config(
+        vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=layers, n_head=12, n_inner=neurons
+    )
     base = GPT2LMHeadModel(cfg).eval()
     ft = GPT2LMHeadModel(cfg).eval()
     ft.load_state_dict(base.state_dict())
@@ -48,7 +49,7 @@ def windows(n: int, ctx: int, vocab: int) -> torch.Tensor:
 def plain_forward(pair, data: torch.Tensor, batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, data.shape[0], batch):
-        b = pair.batch_from_ids(data[i:i + batch])
+        b = pair.batch_from_ids(data[i : i + batch])
         pair.base(**b.model_inputs())
         pair.finetuned(**b.model_inputs())
     return data.numel() / (time.perf_counter() - start)
@@ -65,8 +66,20 @@ def profile_speed(pair, data: torch.Tensor, batch: int, intrinsic: bool) -> floa
 
 def peak_rss_child(args: argparse.Namespace, n_windows: int) -> float:
     """Peak RSS (MiB) of a fresh process that profiles `n_windows` windows."""
-    cmd = [sys.executable, __file__, "--child", str(n_windows), "--layers", str(args.layers),
-           "--ctx", str(args.ctx), "--batch", str(args.batch), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(n_windows),
+        "--layers",
+        str(args.layers),
+        "--ctx",
+        str(args.ctx),
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -100,21 +113,29 @@ def main() -> None:
     mem_2n = peak_rss_child(args, 2 * args.mem_windows)
     growth = mem_2n / mem_n - 1
     figures = {
-        "layers": args.layers, "neurons_per_layer": 3072, "tokens_per_batch": args.batch * args.ctx,
-        "threads": args.threads, "device": "cpu",
-        "forward_tokens_per_s": round(f, 1), "profile_tokens_per_s": round(p, 1),
+        "layers": args.layers,
+        "neurons_per_layer": 3072,
+        "tokens_per_batch": args.batch * args.ctx,
+        "threads": args.threads,
+        "device": "cpu",
+        "forward_tokens_per_s": round(f, 1),
+        "profile_tokens_per_s": round(p, 1),
         "profile_intrinsic_tokens_per_s": round(i, 1),
         "ratio_profile_vs_forward": round(p / f, 3),
         "ratio_profile_intrinsic_vs_forward": round(i / f, 3),
-        "peak_rss_mib_N": round(mem_n, 1), "peak_rss_mib_2N": round(mem_2n, 1),
+        "peak_rss_mib_N": round(mem_n, 1),
+        "peak_rss_mib_2N": round(mem_2n, 1),
         "memory_growth_2N_vs_N": round(growth, 4),
-        "target_ratio": 0.85, "target_memory_growth": 0.10,
+        "target_ratio": 0.85,
+        "target_memory_growth": 0.10,
     }
     print(f"plain forward of both models : {f:8.1f} tokens/s")
     print(f"neuron profile (total)       : {p:8.1f} tokens/s  ratio {p / f:.3f} (target >= 0.85)")
     print(f"neuron profile (+intrinsic)  : {i:8.1f} tokens/s  ratio {i / f:.3f}")
-    print(f"peak RSS: N={args.mem_windows * args.ctx} tokens {mem_n:.0f} MiB, "
-          f"2N {mem_2n:.0f} MiB, growth {growth:+.1%} (target < 10%)")
+    print(
+        f"peak RSS: N={args.mem_windows * args.ctx} tokens {mem_n:.0f} MiB, "
+        f"2N {mem_2n:.0f} MiB, growth {growth:+.1%} (target < 10%)"
+    )
     print(json.dumps(figures))
 
 

@@ -49,8 +49,9 @@ def write_text(target: str | os.PathLike[str], text: str) -> Path:
     return Path(target)
 
 
-def save_tensors(target: str | os.PathLike[str], tensors: dict[str, Any],
-                 metadata: dict[str, str] | None = None) -> Path:
+def save_tensors(
+    target: str | os.PathLike[str], tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Path:
     """Save a dict of torch tensors as safetensors, atomically."""
     from safetensors.torch import save_file
 

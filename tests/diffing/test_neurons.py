@@ -156,8 +156,10 @@ def test_tail_quantile_matches_brute_force_within_one_bin(base_pair, windows):
     prof = profile_neurons(pair, data, cfg)
     layer, neuron = org.ground_truth.neurons[0]
     batch = pair.batch_from_ids(data)
-    with capture(pair.base, pair.family, neurons=[layer]) as a, \
-            capture(pair.finetuned, pair.family, neurons=[layer]) as b:
+    with (
+        capture(pair.base, pair.family, neurons=[layer]) as a,
+        capture(pair.finetuned, pair.family, neurons=[layer]) as b,
+    ):
         pair.base(**batch.model_inputs())
         pair.finetuned(**batch.model_inputs())
     base_act = a.neurons[layer][:, 1:, neuron].reshape(-1)
