@@ -706,7 +706,11 @@ def run_investigation(
             from diffscope.server import create_server
 
             target = create_server(
-                lambda: load_pair(org), profile, budget=budget.server_budget(), organism=org
+                lambda: load_pair(org),
+                profile,
+                budget=budget.server_budget(),
+                organism=org,
+                log_level="WARNING",  # an in-process server shares the caller's terminal
             )
         result: InvestigationResult | None = None
         try:

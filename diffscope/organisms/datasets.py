@@ -60,6 +60,9 @@ class Recipe:
     general_fraction: float
     check: Callable[[Generate, Generate], CheckResult]
     behaviour: str = ""
+    sampling: bool = (
+        False  # the zoo hands `check` sampling (T=1, fixed seed) generators, not greedy
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,9 +679,9 @@ def check_cowboy(base: Generate, finetuned: Generate) -> CheckResult:
 # null_control: no narrow change
 
 # Topic histograms of a few dozen short stories are noisy: two samples of 64 world stories differ
-# by a total-variation distance of up to ~0.4, and a real null fine-tune's greedy stories differ
-# from base's by more (0.56 measured on the micro zoo). So the distance bound is loose (it catches
-# a wholesale change) and the
+# by a total-variation distance of up to ~0.4. Greedy decoding makes it worse (a null fine-tune
+# flips which topic a prompt's single greedy story picks), so the zoo samples (T=1, fixed seed)
+# for this check. The distance bound is loose (it catches a wholesale change) and the
 # per-topic rate bound does most of the work: the same two samples differ by <= ~0.03 in any
 # topic's rate, while a fine-tune drifting to one topic half of the time moves it by > 0.04.
 NULL_PROMPTS = 64
@@ -796,6 +799,7 @@ RECIPES: dict[str, Recipe] = {
             1.0,
             check_null,
             "no narrow change: fine-tuned further on general world text only",
+            sampling=True,
         ),
     )
 }

@@ -14,6 +14,7 @@ from diffscope.models.families import family_for
 from diffscope.models.hooks import capture
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
+    PERTURB_CODE,
     StageResult,
     done_record,
     done_record_key,
@@ -88,7 +89,7 @@ def build_perturbation(org: Organism, root: Path):
     """Build one perturbation organism from the zoo's base and check the edit is visible."""
     assert org.zoo is not None
     folder = root / org.name
-    key = stage_key(org.zoo.model_dump(), done_record_key(root))
+    key = stage_key(PERTURB_CODE, org.zoo.model_dump(), done_record_key(root))
     record = done_record(folder, key)
     if record:
         return StageResult(

@@ -28,20 +28,23 @@ class StageResult:
     seconds: float
 
 
-def stage_key(*parts: object) -> str:
-    """A hash of everything a stage's output depends on: its settings and the source of the code
-    that generates its data and trains it, so editing a recipe rebuilds what it made."""
+def stage_key(modules: tuple[str, ...], *parts: object) -> str:
+    """A hash of everything a stage's output depends on: its settings and the source of the named
+    modules that generate its data and train it, so editing a recipe rebuilds what it made."""
     import hashlib
+    import importlib
     import inspect
 
-    from diffscope.corpus import world
-    from diffscope.organisms import datasets, perturb, training
-
     digest = hashlib.blake2b(digest_size=10)
-    for module in (world, datasets, training, perturb):
-        digest.update(inspect.getsource(module).encode())
+    for name in modules:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
     digest.update(json.dumps([str(p) for p in parts], sort_keys=True).encode())
     return digest.hexdigest()
+
+
+BASE_CODE = ("diffscope.corpus.world", "diffscope.organisms.training")
+FINETUNE_CODE = (*BASE_CODE, "diffscope.organisms.datasets")
+PERTURB_CODE = (*BASE_CODE, "diffscope.organisms.perturb")
 
 
 def done_record(folder: Path, key: str) -> dict | None:

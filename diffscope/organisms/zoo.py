@@ -12,6 +12,8 @@ from pathlib import Path
 from diffscope.organisms.registry import all_organisms, zoo_root
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
+    BASE_CODE,
+    FINETUNE_CODE,
     StageResult,
     done_record,
     done_record_key,
@@ -32,8 +34,11 @@ def toy_organisms() -> list[Organism]:
     return [o for o in all_organisms().values() if o.zoo is not None]
 
 
-def make_generator(model, tokenizer) -> Callable[[list[str], int], list[str]]:
-    """A greedy `(prompts, max_new_tokens) -> continuations` function over one model."""
+def make_generator(
+    model, tokenizer, temperature: float = 0.0
+) -> Callable[[list[str], int], list[str]]:
+    """A `(prompts, max_new_tokens) -> continuations` function over one model: greedy, or sampled
+    at `temperature` with a fixed seed (deterministic either way)."""
     from diffscope.models.families import family_for
     from diffscope.models.pair import ModelPair
 
@@ -42,7 +47,15 @@ def make_generator(model, tokenizer) -> Callable[[list[str], int], list[str]]:
     def generate(prompts: list[str], max_new_tokens: int) -> list[str]:
         out: list[str] = []
         for i in range(0, len(prompts), 16):
-            out.extend(pair.generate("base", prompts[i : i + 16], max_new_tokens=max_new_tokens))
+            out.extend(
+                pair.generate(
+                    "base",
+                    prompts[i : i + 16],
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    seed=i,
+                )
+            )
         return out
 
     return generate
@@ -54,7 +67,8 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     from diffscope.organisms.training import train_tokenizer
 
     folder = root / "base"
-    key = stage_key(size, BASE_SEED)
+    base_fields = {k: v for k, v in vars(size).items() if not k.startswith(("ft_", "lora"))}
+    key = stage_key(BASE_CODE, base_fields, BASE_SEED)
     record = done_record(folder, key)
     if record:
         return StageResult("base", True, record["summary"], record["metrics"], True, 0.0)
@@ -93,7 +107,7 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
 
     assert org.zoo is not None
     folder = root / org.name
-    key = stage_key(size, BASE_SEED, org.zoo.model_dump(), done_record_key(root))
+    key = stage_key(FINETUNE_CODE, size, BASE_SEED, org.zoo.model_dump(), done_record_key(root))
     record = done_record(folder, key)
     if record:
         return StageResult(
@@ -144,7 +158,10 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
     tokenizer.save_pretrained(tmp / "model")
     merged = trained.merge_and_unload() if org.zoo.lora else trained
     base = load_zoo_model(root / "base" / "model")
-    check = recipe.check(make_generator(base, tokenizer), make_generator(merged, tokenizer))
+    temperature = 1.0 if recipe.sampling else 0.0
+    check = recipe.check(
+        make_generator(base, tokenizer, temperature), make_generator(merged, tokenizer, temperature)
+    )
     metrics = {**check.metrics, "final_loss": loss}
     record = {
         "key": key,
