@@ -266,18 +266,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from diffscope.diffing.artifacts import Artifacts
     from diffscope.server import create_server, run_server
     from diffscope.tools import Budget
 
-    org, loader = resolve_pair_args(args)
-    if args.corpus:
-        from diffscope.diffing.artifacts import Artifacts
+    org, load = resolve_pair_args(args)
+    spec = corpus_spec(args, org)
 
-        spec = corpus_spec(args, org)
-        pair_loader = loader
-
-        def loader():  # noqa: F811 - the served object carries the chosen corpus
-            return Artifacts(pair_loader(), spec)
+    def loader() -> Artifacts:  # the served object carries the probe corpus of the artifacts
+        return Artifacts(load(), spec)
 
     budget = Budget(tool_calls=args.max_tool_calls, model_queries=args.max_model_queries)
     server = create_server(loader, args.profile, budget=budget, organism=org)
