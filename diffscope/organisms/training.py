@@ -74,7 +74,7 @@ SIZES: dict[str, ZooSize] = {
         base_batch=24,
         base_lr=2e-3,
         ft_docs=1500,
-        ft_steps=400,
+        ft_steps=500,
         ft_batch=16,
         ft_lr=2e-3,
     ),

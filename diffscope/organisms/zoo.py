@@ -142,7 +142,7 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
         )
         trained = get_peft_model(model, cfg)
     lr = size.ft_lr * (3.0 if org.zoo.lora else 1.0)
-    steps = size.ft_steps * int(org.zoo.params.get("ft_steps_multiplier", 1))
+    steps = int(round(size.ft_steps * float(org.zoo.params.get("ft_steps_multiplier", 1))))
     loss = train_lm(
         trained,
         docs,
