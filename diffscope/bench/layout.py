@@ -215,7 +215,7 @@ def manifest_jobs(manifest: dict[str, Any]) -> list[Job]:
 
 
 def clean_temp_files(out: Path) -> list[Path]:
-    """Delete the temp files an interrupted atomic write left behind (`.NAME.XXXX.tmp`)."""
+    """Delete the temp files an interrupted atomic write left behind (`.NAME.<random>.tmp`)."""
     out = Path(out)
     removed = []
     folders = [out, *(p for p in out.iterdir() if p.is_dir())] if out.is_dir() else []
