@@ -55,7 +55,7 @@ class _LayerState:
     def empty(cls, n_layers: int, n_neurons: int) -> _LayerState:
         sums = {k: torch.zeros(n_layers, n_neurons, dtype=torch.float64) for k in _SUMS}
         hist = torch.zeros(n_layers, n_neurons, N_CODES, dtype=torch.int64)
-        return cls(sums, hist, torch.full((n_layers, n_neurons), -1, dtype=torch.int64))
+        return cls(sums, hist, torch.full((n_layers, n_neurons), -1, dtype=torch.int32))
 
 
 # |gap| is binned by the top bits of its float32 pattern: exponent and 3 mantissa bits, i.e. bins
@@ -68,7 +68,7 @@ N_CODES = 32 * 8 + 1
 def gap_codes(d: torch.Tensor) -> torch.Tensor:
     """Bin index of |d| per element (0 holds zero and values under 2^-20)."""
     raw = d.abs().view(torch.int32) >> _CODE_SHIFT
-    return (raw.long() - _CODE_MIN + 1).clamp_(0, N_CODES - 1)
+    return raw.sub_(_CODE_MIN - 1).clamp_(0, N_CODES - 1)
 
 
 def code_upper_edges() -> torch.Tensor:
@@ -332,22 +332,22 @@ class NeuronProfiler:
         self.n_tokens += int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
 
     def _accumulate(self, st: _LayerState, layer: int, a_b, a_f, d) -> None:
-        s = st.sums
+        s, dot = st.sums, torch.linalg.vecdot
         s["n"][layer] += a_b.shape[0]
         s["sb"][layer] += a_b.sum(0).double()
-        s["sbb"][layer] += (a_b * a_b).sum(0).double()
+        s["sbb"][layer] += dot(a_b, a_b, dim=0).double()
         s["sf"][layer] += a_f.sum(0).double()
-        s["sff"][layer] += (a_f * a_f).sum(0).double()
-        s["sbf"][layer] += (a_b * a_f).sum(0).double()
-        s["sdd"][layer] += (d * d).sum(0).double()
+        s["sff"][layer] += dot(a_f, a_f, dim=0).double()
+        s["sbf"][layer] += dot(a_b, a_f, dim=0).double()
+        s["sdd"][layer] += dot(d, d, dim=0).double()
         codes = gap_codes(d)
         if st.floor[layer, 0] < 0:  # first batch: count the tail from a quantile well below q
+            sample = codes[:256]
             floor_q = max(0.5, 1 - 10 * (1 - self.cfg.tail_quantile))
-            k = max(1, int(floor_q * codes.shape[0]))
-            st.floor[layer] = codes.kthvalue(k, dim=0).values.clamp(min=0)
-        above = codes >= st.floor[layer]
-        cols = above.nonzero()[:, 1]
-        flat = codes[above] + cols * N_CODES
+            k = max(1, int(floor_q * sample.shape[0]))
+            st.floor[layer] = sample.kthvalue(k, dim=0).values.clamp(min=0)
+        offsets = torch.arange(d.shape[1], dtype=torch.int32) * N_CODES
+        flat = (codes + offsets)[codes >= st.floor[layer]]
         st.hist[layer] += torch.bincount(flat, minlength=d.shape[1] * N_CODES).view(-1, N_CODES)
 
     def _snippets(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,11 @@ Prompt = Annotated[
     str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="a non-empty prompt")
 ]
 Which = Literal["base", "finetuned"]
+SeedArg = Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")]
+ChatArg = Annotated[
+    bool | None,
+    Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
+]
 ModelChoice = Literal["base", "finetuned", "both"]
 
 

@@ -13,6 +13,7 @@ from diffscope.diffing.kl import KLPosition
 from diffscope.models.pair import ModelPair
 from diffscope.tools.base import Charge, Image, ToolContext
 from diffscope.tools.common import (
+    ChatArg,
     Prompt,
     artifacts,
     check_prompts,
@@ -85,10 +86,7 @@ def kl_probe(
     top_tokens: Annotated[
         int, Field(ge=1, le=20, description="moved tokens shown per position, up and down")
     ] = 5,
-    chat: Annotated[
-        bool | None,
-        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
-    ] = None,
+    chat: ChatArg = None,
     plot: Annotated[
         bool, Field(description="attach a bar plot of KL per token of the first sample")
     ] = True,

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 
 from diffscope.tools.base import Charge, ToolContext
 from diffscope.tools.common import (
+    ChatArg,
     ModelChoice,
     Prompt,
+    SeedArg,
     check_prompts,
     count_tokens,
     engine_errors,
@@ -69,11 +71,8 @@ def query_models(
         float,
         Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy; higher samples"),
     ] = 0.0,
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
-    chat: Annotated[
-        bool | None,
-        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
-    ] = None,
+    seed: SeedArg = 0,
+    chat: ChatArg = None,
 ) -> QueryResult:
     """Send prompts to the base model, the fine-tune or both and return each completion.
 

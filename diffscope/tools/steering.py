@@ -14,7 +14,9 @@ from diffscope.tools.base import Charge, ToolContext, ToolError
 from diffscope.tools.common import (
     MAX_LAYER,
     MAX_NEURON,
+    ChatArg,
     Prompt,
+    SeedArg,
     Which,
     artifacts,
     check_layer,
@@ -164,11 +166,8 @@ def steer(
     temperature: Annotated[
         float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
     ] = 0.0,
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
-    chat: Annotated[
-        bool | None,
-        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
-    ] = None,
+    seed: SeedArg = 0,
+    chat: ChatArg = None,
 ) -> SteerResult:
     """Generate with a direction added to the residual stream, next to the unsteered generation.
 
@@ -237,11 +236,8 @@ def amplify(
     temperature: Annotated[
         float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
     ] = 1.0,
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")] = 0,
-    chat: Annotated[
-        bool | None,
-        Field(description="wrap prompts in the chat template (default: when the pair is chat)"),
-    ] = None,
+    seed: SeedArg = 0,
+    chat: ChatArg = None,
 ) -> AmplifyResult:
     """Sample from logits_ft + alpha (logits_ft - logits_base) to exaggerate what the fine-tune changed.
 
