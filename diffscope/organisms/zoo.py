@@ -142,7 +142,10 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
         )
         trained = get_peft_model(model, cfg)
     lr = size.ft_lr * (3.0 if org.zoo.lora else 1.0)
-    steps = int(round(size.ft_steps * float(org.zoo.params.get("ft_steps_multiplier", 1))))
+    multiplier = org.zoo.params.get("ft_steps_multiplier", 1)
+    if isinstance(multiplier, dict):  # per zoo size, e.g. {small: 2}
+        multiplier = multiplier.get(size.name, 1)
+    steps = int(round(size.ft_steps * float(multiplier)))
     loss = train_lm(
         trained,
         docs,
