@@ -357,9 +357,9 @@ class ModelPair:
         batch = self.encode(texts, max_length=max(1, self.context_length - max_new_tokens))
         model = self.model(which)
         gen = torch.Generator().manual_seed(seed)
-        return self._sample(model, batch, max_new_tokens, temperature, gen)
+        return self.sample(model, batch, max_new_tokens, temperature, gen)
 
-    def _sample(
+    def sample(
         self,
         model: nn.Module,
         batch: Batch,
