@@ -1,4 +1,5 @@
-"""The `diffscope` command: zoo, organisms, demo, report, serve, investigate, grade, bench.
+"""The `diffscope` command: organisms, zoo, demo, prepare, report, serve, crosscoder, investigate,
+bench and grade.
 
 Each sub-command parses its arguments here and calls into the package; errors a user can fix are
 printed as one plain line on stderr with exit code 2, never as a traceback.
@@ -9,16 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
-
-Handler = Callable[[argparse.Namespace], int]
-
 
 class UserError(Exception):
     """A problem with the user's input; printed without a traceback."""
