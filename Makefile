@@ -10,7 +10,7 @@ install:
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
 
 demo: install
-	diffscope demo
+	$(PYTHON) -m diffscope.cli demo
 
 # chromium renders the HTML report for a screenshot test (skipped, with a reason, if it is missing)
 sysdeps:
