@@ -23,10 +23,10 @@ from diffscope.agent.providers.base import (
     ProviderError,
     ToolCall,
     ToolSpec,
-    TransientProviderError,
     Usage,
 )
-from diffscope.agent.providers.retry import RetryPolicy, error_from_status, with_retries
+from diffscope.agent.providers.retry import RetryPolicy
+from diffscope.agent.providers.sdk import SDKProvider
 
 _STOP_REASONS = {
     "end_turn": STOP,
@@ -47,12 +47,15 @@ def _error_detail(err: anthropic.APIStatusError) -> str:
     return str(body) if body else err.message
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """Claude through `anthropic.AsyncAnthropic` messages with native tool use.
 
     `name` is the full model id (e.g. "anthropic/claude-sonnet-4-5"). The installed SDK has no
     `temperature` argument, so a temperature, when given, is sent through `extra_body`.
     """
+
+    sdk = anthropic
+    response_kind = "message"
 
     def __init__(
         self,
@@ -66,10 +69,7 @@ class AnthropicProvider:
         timeout: float = 120.0,
         key_env: str | None = "ANTHROPIC_API_KEY",
     ) -> None:
-        self.model = model
-        self.name = name or f"anthropic/{model}"
-        self.retry = retry or RetryPolicy()
-        self.key_env = key_env
+        super().__init__(model, name or f"anthropic/{model}", retry, key_env)
         self.client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
@@ -77,10 +77,6 @@ class AnthropicProvider:
             timeout=timeout,
             max_retries=0,
         )
-
-    async def aclose(self) -> None:
-        """Close the underlying HTTP client."""
-        await self.client.close()
 
     def request(
         self,
@@ -158,43 +154,11 @@ class AnthropicProvider:
             )
         return blocks
 
-    async def complete(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        *,
-        max_tokens: int = 2048,
-        temperature: float | None = None,
-    ) -> Completion:
-        """Send the conversation, retrying transient failures, and parse the answer."""
-        body = self.request(messages, tools, max_tokens=max_tokens, temperature=temperature)
-        response = await with_retries(lambda: self._send(body), self.retry)
-        return self.parse(response)
+    async def create(self, body: dict[str, Any]) -> Any:
+        return await self.client.messages.create(**body)
 
-    async def _send(self, body: dict[str, Any]) -> Any:
-        try:
-            return await self.client.messages.create(**body)
-        except anthropic.APIStatusError as err:
-            raise error_from_status(
-                self.name,
-                err.status_code,
-                _error_detail(err),
-                err.response.headers,
-                key_env=self.key_env,
-            ) from err
-        except anthropic.APITimeoutError as err:
-            raise TransientProviderError(
-                f"{self.name}: request timed out", provider=self.name
-            ) from err
-        except anthropic.APIConnectionError as err:
-            raise TransientProviderError(
-                f"{self.name}: connection failed ({err.__cause__ or err})", provider=self.name
-            ) from err
-        except anthropic.APIResponseValidationError as err:
-            raise ProviderError(
-                f"{self.name}: the server sent a response that is not a message",
-                provider=self.name,
-            ) from err
+    def error_detail(self, err: anthropic.APIStatusError) -> str:
+        return _error_detail(err)
 
     def parse(self, response: Any) -> Completion:
         """A `Completion` from an Anthropic `Message`."""

@@ -23,10 +23,10 @@ from diffscope.agent.providers.base import (
     ProviderError,
     ToolCall,
     ToolSpec,
-    TransientProviderError,
     Usage,
 )
-from diffscope.agent.providers.retry import RetryPolicy, error_from_status, with_retries
+from diffscope.agent.providers.retry import RetryPolicy
+from diffscope.agent.providers.sdk import SDKProvider
 
 _FINISH_REASONS = {
     "stop": STOP,
@@ -48,13 +48,16 @@ def _error_detail(err: openai.APIStatusError) -> str:
     return str(body) if body else err.message
 
 
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """Chat completions with native function calling over `openai.AsyncOpenAI`.
 
     `name` is the full model id (e.g. "openai/gpt-5"); `model` is what the API gets.
     `max_tokens_field` is "max_completion_tokens" for OpenAI and "max_tokens" for most
     OpenAI-compatible servers.
     """
+
+    sdk = openai
+    response_kind = "chat completion"
 
     def __init__(
         self,
@@ -69,11 +72,8 @@ class OpenAIProvider:
         max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens",
         key_env: str | None = "OPENAI_API_KEY",
     ) -> None:
-        self.model = model
-        self.name = name or f"openai/{model}"
-        self.retry = retry or RetryPolicy()
+        super().__init__(model, name or f"openai/{model}", retry, key_env)
         self.max_tokens_field = max_tokens_field
-        self.key_env = key_env
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -81,10 +81,6 @@ class OpenAIProvider:
             timeout=timeout,
             max_retries=0,
         )
-
-    async def aclose(self) -> None:
-        """Close the underlying HTTP client."""
-        await self.client.close()
 
     def request(
         self,
@@ -142,43 +138,11 @@ class OpenAIProvider:
             ]
         return out
 
-    async def complete(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec],
-        *,
-        max_tokens: int = 2048,
-        temperature: float | None = None,
-    ) -> Completion:
-        """Send the conversation, retrying transient failures, and parse the answer."""
-        body = self.request(messages, tools, max_tokens=max_tokens, temperature=temperature)
-        response = await with_retries(lambda: self._send(body), self.retry)
-        return self.parse(response)
+    async def create(self, body: dict[str, Any]) -> Any:
+        return await self.client.chat.completions.create(**body)
 
-    async def _send(self, body: dict[str, Any]) -> Any:
-        try:
-            return await self.client.chat.completions.create(**body)
-        except openai.APIStatusError as err:
-            raise error_from_status(
-                self.name,
-                err.status_code,
-                _error_detail(err),
-                err.response.headers,
-                key_env=self.key_env,
-            ) from err
-        except openai.APITimeoutError as err:
-            raise TransientProviderError(
-                f"{self.name}: request timed out", provider=self.name
-            ) from err
-        except openai.APIConnectionError as err:
-            raise TransientProviderError(
-                f"{self.name}: connection failed ({err.__cause__ or err})", provider=self.name
-            ) from err
-        except openai.APIResponseValidationError as err:
-            raise ProviderError(
-                f"{self.name}: the server sent a response that is not a chat completion",
-                provider=self.name,
-            ) from err
+    def error_detail(self, err: openai.APIStatusError) -> str:
+        return _error_detail(err)
 
     def parse(self, response: Any) -> Completion:
         """A `Completion` from a `ChatCompletion`."""
