@@ -18,6 +18,7 @@ from rich.table import Table
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
+
 class UserError(Exception):
     """A problem with the user's input; printed without a traceback."""
 

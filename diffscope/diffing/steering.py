@@ -252,9 +252,7 @@ def amplify(
         return ft + alpha * (ft - base)
 
     gen = torch.Generator().manual_seed(seed)
-    flat = pair.sample(
-        pair.finetuned, batch, max_new_tokens, temperature, gen, logits_fn=amplified
-    )
+    flat = pair.sample(pair.finetuned, batch, max_new_tokens, temperature, gen, logits_fn=amplified)
     samples = [flat[i * n_samples : (i + 1) * n_samples] for i in range(len(prompts))]
     return AmplifyResult(
         alpha=float(alpha), temperature=float(temperature), prompts=list(prompts), samples=samples
