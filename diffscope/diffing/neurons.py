@@ -65,9 +65,9 @@ _CODE_MIN = (127 - 20) << 3
 N_CODES = 32 * 8 + 1
 
 
-def gap_codes(d: torch.Tensor) -> torch.Tensor:
-    """Bin index of |d| per element (0 holds zero and values under 2^-20)."""
-    raw = d.abs().view(torch.int32) >> _CODE_SHIFT
+def gap_codes(absd: torch.Tensor) -> torch.Tensor:
+    """Bin index (int32) of each |gap| value (0 holds zero and values under 2^-20)."""
+    raw = absd.view(torch.int32) >> _CODE_SHIFT
     return raw.sub_(_CODE_MIN - 1).clamp_(0, N_CODES - 1)
 
 
@@ -325,13 +325,14 @@ class NeuronProfiler:
                 gaps["intrinsic"] = own[:, skip:].reshape(-1, pair.n_neurons).float()
             for mode, a_f in gaps.items():
                 d = a_f - a_b
-                self._accumulate(self.state[mode], layer, a_b, a_f, d)
+                absd = d.abs()
+                self._accumulate(self.state[mode], layer, a_b, a_f, d, absd)
                 if mode == self.ex_mode:
-                    self._exemplars(layer, a_b, a_f, d, snippets)
+                    self._exemplars(layer, a_b, a_f, absd, snippets)
         self.batches_done += 1
         self.n_tokens += int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
 
-    def _accumulate(self, st: _LayerState, layer: int, a_b, a_f, d) -> None:
+    def _accumulate(self, st: _LayerState, layer: int, a_b, a_f, d, absd) -> None:
         s, dot = st.sums, torch.linalg.vecdot
         s["n"][layer] += a_b.shape[0]
         s["sb"][layer] += a_b.sum(0).double()
@@ -340,7 +341,7 @@ class NeuronProfiler:
         s["sff"][layer] += dot(a_f, a_f, dim=0).double()
         s["sbf"][layer] += dot(a_b, a_f, dim=0).double()
         s["sdd"][layer] += dot(d, d, dim=0).double()
-        codes = gap_codes(d)
+        codes = gap_codes(absd)
         if st.floor[layer, 0] < 0:  # first batch: count the tail from a quantile well below q
             sample = codes[:256]
             floor_q = max(0.5, 1 - 10 * (1 - self.cfg.tail_quantile))
@@ -356,9 +357,8 @@ class NeuronProfiler:
         padded = torch.nn.functional.pad(input_ids, (left, right), value=-1)
         return padded.unfold(1, left + 1 + right, 1).to(torch.int32)
 
-    def _exemplars(self, layer: int, a_b, a_f, d, snippets) -> None:
+    def _exemplars(self, layer: int, a_b, a_f, absd, snippets) -> None:
         k = self.ex_gap.shape[2]
-        absd = d.abs()
         cols = (absd > self.ex_gap[layer, :, -1]).any(0).nonzero().view(-1)
         if cols.numel() == 0:
             return
