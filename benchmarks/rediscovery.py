@@ -62,10 +62,12 @@ def main() -> None:
 
     print("## Planted neurons: recall@K (K = planted set size)")
     rows = {}
+    planted_rms: list[float] = []
     for name in sorted(n for n, o in organisms.items() if o.kind == "perturbation"):
         org = with_built_ground_truth(organisms[name], args.size)
         planted = [tuple(n) for n in org.ground_truth.neurons]
         profile = Artifacts(load_pair(org, size=args.size)).neuron_profile()
+        planted_rms.extend(profile.stat(layer, n).rms for layer, n in planted)
         row = {}
         for mode in profile.modes:
             for metric in METRICS:
@@ -85,17 +87,7 @@ def main() -> None:
     floor = float(twin_prof.metrics["total"]["rms"].max())
     null_top = arts.neuron_profile().top(5, "rms", "total")
     null_max = null_top[0].score
-    planted_min = min(
-        min(
-            Artifacts(load_pair(with_built_ground_truth(o, args.size), size=args.size))
-            .neuron_profile()
-            .stat(layer, n)
-            .rms
-            for layer, n in with_built_ground_truth(o, args.size).ground_truth.neurons
-        )
-        for o in organisms.values()
-        if o.kind == "perturbation"
-    )
+    planted_min = min(planted_rms)
     narrow_max = {
         name: Artifacts(load_pair(organisms[name], size=args.size))
         .neuron_profile()
