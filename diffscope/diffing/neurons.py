@@ -16,14 +16,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from diffscope.models.families import neuron_output_weights
-from diffscope.models.hooks import capture, neuron_activations_from_mlp_input
+from diffscope.models.hooks import (
+    capture,
+    forward_until_neurons,
+    neuron_activations_from_mlp_input,
+)
 from diffscope.models.pair import ModelPair
 from diffscope.paths import save_tensors
 
 Mode = Literal["total", "intrinsic"]
 Metric = Literal["rms", "mean", "tail", "decorrelation", "output"]
 METRICS: tuple[str, ...] = ("rms", "mean", "tail", "decorrelation", "output")
-_SUMS = ("n", "sb", "sbb", "sf", "sff", "sbf", "sdd")
+_SUMS = ("n", "sb", "sbb", "sf", "sff", "sdd")
 Progress = Callable[[float, str], None]
 
 
@@ -69,6 +73,13 @@ def gap_codes(absd: torch.Tensor) -> torch.Tensor:
     """Bin index (int32) of each |gap| value (0 holds zero and values under 2^-20)."""
     raw = absd.view(torch.int32) >> _CODE_SHIFT
     return raw.sub_(_CODE_MIN - 1).clamp_(0, N_CODES - 1)
+
+
+def code_lower_edges(codes: torch.Tensor) -> torch.Tensor:
+    """The smallest float32 value with each code (code 0: 0.0), so that for |gap| >= 0,
+    `absd >= code_lower_edges(c)` holds exactly when `gap_codes(absd) >= c`."""
+    bits = (codes.to(torch.int32) + (_CODE_MIN - 1)) << _CODE_SHIFT
+    return torch.where(codes > 0, bits.view(torch.float32), 0.0)
 
 
 def code_upper_edges() -> torch.Tensor:
@@ -301,55 +312,75 @@ class NeuronProfiler:
         self.ex_tokens = torch.full((L, n, k, width), -1, dtype=torch.int32)
         self.batches_done = 0
         self.n_tokens = 0
+        self._filling = [True] * L  # whether a layer's exemplar heaps were still filling up
 
     # -- accumulation -------------------------------------------------------------------------
     @torch.no_grad()
     def add_batch(self, input_ids: torch.Tensor) -> None:
-        """Run both models on a batch of equal-length token windows [B, T] and fold in the gaps."""
+        """Run both models on a batch of equal-length token windows [B, T] and fold in the gaps.
+
+        Each forward stops after the last layer's neurons (no logits are needed). The first
+        `skip_first` positions of each window are zeroed in place (activations and gaps), so sums
+        over whole tensors equal sums over the kept positions without copying them out; their
+        |gap| is set to -inf so neither the tail histogram nor the exemplars see them."""
         pair, fam = self.pair, self.pair.family
         batch = pair.batch_from_ids(input_ids)
+        inputs = batch.model_inputs()
+        last = self.layers[-1]
         want_in = self.layers if self.cfg.intrinsic else []
         with capture(pair.base, fam, neurons=self.layers, mlp_in=want_in) as base:
-            pair.base(**batch.model_inputs())
+            forward_until_neurons(pair.base, fam, last, inputs)
         with capture(pair.finetuned, fam, neurons=self.layers) as ft:
-            pair.finetuned(**batch.model_inputs())
+            forward_until_neurons(pair.finetuned, fam, last, inputs)
         skip = self.cfg.skip_first
-        snippets = self._snippets(input_ids)[:, skip:].reshape(-1, self.ex_tokens.shape[-1])
+        snippets = self._snippets(input_ids)
+        n_kept = int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
         for layer in self.layers:
-            a_b = base.neurons[layer][:, skip:].reshape(-1, pair.n_neurons).float()
-            gaps = {"total": ft.neurons[layer][:, skip:].reshape(-1, pair.n_neurons).float()}
+            a_b = _kept(base.neurons.pop(layer), skip)
+            gaps = {"total": _kept(ft.neurons.pop(layer), skip)}
             if self.cfg.intrinsic:
                 own = neuron_activations_from_mlp_input(
-                    pair.finetuned, fam, layer, base.mlp_in[layer]
+                    pair.finetuned, fam, layer, base.mlp_in.pop(layer)
                 )
-                gaps["intrinsic"] = own[:, skip:].reshape(-1, pair.n_neurons).float()
+                gaps["intrinsic"] = _kept(own, skip)
             for mode, a_f in gaps.items():
                 d = a_f - a_b
-                absd = d.abs()
-                self._accumulate(self.state[mode], layer, a_b, a_f, d, absd)
+                self._accumulate(self.state[mode], layer, a_b, a_f, d, n_kept)
+                absd = d.abs_()
+                if skip:
+                    absd[:, :skip] = -math.inf
+                self._tail(self.state[mode], layer, absd, skip)
                 if mode == self.ex_mode:
                     self._exemplars(layer, a_b, a_f, absd, snippets)
         self.batches_done += 1
-        self.n_tokens += int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
+        self.n_tokens += n_kept
 
-    def _accumulate(self, st: _LayerState, layer: int, a_b, a_f, d, absd) -> None:
-        s, dot = st.sums, torch.linalg.vecdot
-        s["n"][layer] += a_b.shape[0]
-        s["sb"][layer] += a_b.sum(0).double()
-        s["sbb"][layer] += dot(a_b, a_b, dim=0).double()
-        s["sf"][layer] += a_f.sum(0).double()
-        s["sff"][layer] += dot(a_f, a_f, dim=0).double()
-        s["sbf"][layer] += dot(a_b, a_f, dim=0).double()
-        s["sdd"][layer] += dot(d, d, dim=0).double()
-        codes = gap_codes(absd)
-        if st.floor[layer, 0] < 0:  # first batch: count the tail from a quantile well below q
-            sample = codes[:256]
+    @staticmethod
+    def _accumulate(st: _LayerState, layer: int, a_b, a_f, d, n_kept: int) -> None:
+        """Fold one layer's [B, T, n] activations (skipped positions already zero) into the sums."""
+        s, n = st.sums, a_b.shape[-1]
+        flat_b, flat_f, flat_d = a_b.view(-1, n), a_f.view(-1, n), d.view(-1, n)
+        ones = torch.ones(1, flat_b.shape[0], dtype=flat_b.dtype)
+        s["n"][layer] += n_kept
+        s["sb"][layer] += (ones @ flat_b)[0].double()
+        s["sf"][layer] += (ones @ flat_f)[0].double()
+        s["sbb"][layer] += torch.linalg.vecdot(flat_b, flat_b, dim=0).double()
+        s["sff"][layer] += torch.linalg.vecdot(flat_f, flat_f, dim=0).double()
+        s["sdd"][layer] += torch.linalg.vecdot(flat_d, flat_d, dim=0).double()
+
+    def _tail(self, st: _LayerState, layer: int, absd: torch.Tensor, skip: int) -> None:
+        """Count the |gap| codes at or above the layer's per-neuron floor into the histogram; the
+        floor comes from the first batch, a quantile well below the tail quantile."""
+        n = absd.shape[-1]
+        if st.floor[layer, 0] < 0:
+            sample = gap_codes(absd[:, skip:].reshape(-1, n)[:256])
             floor_q = max(0.5, 1 - 10 * (1 - self.cfg.tail_quantile))
-            k = max(1, int(floor_q * sample.shape[0]))
-            st.floor[layer] = sample.kthvalue(k, dim=0).values.clamp(min=0)
-        offsets = torch.arange(d.shape[1], dtype=torch.int32) * N_CODES
-        flat = (codes + offsets)[codes >= st.floor[layer]]
-        st.hist[layer] += torch.bincount(flat, minlength=d.shape[1] * N_CODES).view(-1, N_CODES)
+            from_top = sample.shape[0] - max(1, int(floor_q * sample.shape[0])) + 1
+            floor = sample.topk(from_top, dim=0).values[-1]
+            st.floor[layer] = floor.clamp(min=0)
+        hits = _flat_hits(absd.view(-1, n), code_lower_edges(st.floor[layer]))
+        bins = (hits % n).to(torch.int32) * N_CODES + gap_codes(absd.view(-1)[hits])
+        st.hist[layer].view(-1).index_add_(0, bins, torch.ones_like(bins, dtype=torch.int64))
 
     def _snippets(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[B, T, S] token ids of the window around each position (-1 outside the window)."""
@@ -358,16 +389,25 @@ class NeuronProfiler:
         return padded.unfold(1, left + 1 + right, 1).to(torch.int32)
 
     def _exemplars(self, layer: int, a_b, a_f, absd, snippets) -> None:
+        """Merge each window's peak |gap| per neuron into the neuron's top-k windows."""
         k = self.ex_gap.shape[2]
-        cols = (absd > self.ex_gap[layer, :, -1]).any(0).nonzero().view(-1)
+        B, T, n = absd.shape
+        pos = None
+        if self._filling[layer]:  # most neurons will have a contender: peaks and places at once
+            peak, pos = absd.max(dim=1)  # [B, n]: one candidate per window and neuron
+        else:
+            peak = absd.amax(dim=1)
+        cols = (peak > self.ex_gap[layer, :, -1]).any(0).nonzero().view(-1)
+        self._filling[layer] = 4 * cols.numel() > n
         if cols.numel() == 0:
             return
-        sub = absd[:, cols].T  # [c, P]: only neurons with a new contender
-        kk = min(k, sub.shape[1])
-        val, idx = sub.topk(kk, dim=1)
-        cand_b = a_b[:, cols].T.gather(1, idx)
-        cand_f = a_f[:, cols].T.gather(1, idx)
-        cand_tok = snippets[idx]  # [c, kk, S]
+        # with few contenders, the peak positions of those neurons alone are looked up
+        pos = pos[:, cols] if pos is not None else absd[:, :, cols].argmax(dim=1)
+        val = peak[:, cols].T  # [c, B]
+        rows = pos.T + torch.arange(B).mul_(T)  # flat position of each candidate
+        cand_b = a_b.view(B * T, n)[rows, cols.unsqueeze(1)]
+        cand_f = a_f.view(B * T, n)[rows, cols.unsqueeze(1)]
+        cand_tok = snippets.reshape(B * T, -1)[rows]  # [c, B, S]
         keep_val, keep = torch.cat([self.ex_gap[layer, cols], val], dim=1).topk(k, dim=1)
         self.ex_gap[layer, cols] = keep_val
         self.ex_base[layer, cols] = torch.cat([self.ex_base[layer, cols], cand_b], 1).gather(
@@ -430,6 +470,33 @@ class NeuronProfiler:
         )
 
 
+def _flat_hits(values: torch.Tensor, floor: torch.Tensor, group: int = 8) -> torch.Tensor:
+    """Flat indices of the entries of `values` [P, n] at or above `floor` [n], for sparse hits.
+
+    Rows are first reduced by max in groups of `group`: only groups whose max reaches the floor
+    are looked at entry by entry, which halves the cost of a plain mask-and-nonzero at the ~1%
+    hit rate of a tail histogram."""
+    P, n = values.shape
+    while P % group:
+        group //= 2
+    if group == 1:
+        return (values >= floor).view(-1).nonzero().view(-1)
+    group_max = values.view(P // group, group, n).amax(dim=1)
+    hit_groups = (group_max >= floor).view(-1).nonzero().view(-1)
+    row, col = hit_groups // n, hit_groups % n
+    flat = (row * (group * n) + col).unsqueeze(1) + torch.arange(group) * n  # [h, group]
+    inside = values.view(-1)[flat] >= floor[col].unsqueeze(1)
+    return flat[inside]
+
+
+def _kept(acts: torch.Tensor, skip: int) -> torch.Tensor:
+    """Captured [B, T, n] activations as float32, with the first `skip` positions zeroed in place."""
+    acts = acts.float().contiguous()
+    if skip:
+        acts[:, :skip] = 0
+    return acts
+
+
 def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
     s = st.sums
     n = s["n"].clamp(min=1)
@@ -440,9 +507,12 @@ def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
     # a floor on the scale keeps nearly-dead neurons from dominating through division by ~0
     floor = 1e-2 * pooled.median(dim=1, keepdim=True).values + 1e-8
     scale = pooled + floor
-    mean_d = mf - mb
     rms = (s["sdd"] / n).clamp(min=0).sqrt()
-    cov = s["sbf"] / n - mb * mf
+    # cov(b, f) from var(f - b) = var_b + var_f - 2 cov: one fewer running sum, and 1 - corr is
+    # computed from the gap's own variance, exact where the gap is small
+    mean_d = mf - mb
+    var_d = (s["sdd"] / n - mean_d * mean_d).clamp(min=0)
+    cov = (var_b + var_f - var_d) / 2
     corr = cov / (var_b.sqrt() * var_f.sqrt()).clamp(min=1e-12)
     decor = torch.where(s["sdd"] == 0, torch.zeros_like(corr), (1 - corr).clamp(min=0, max=2))
     tail = _tail_quantile(st, q)

@@ -1,5 +1,6 @@
 """Activation capture with plain PyTorch hooks: MLP neurons, residual stream and MLP inputs per
-layer, plus additive interventions on the residual stream (steering)."""
+layer, a forward that stops once a layer's neurons are computed, plus additive interventions on the
+residual stream (steering)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from diffscope.models.families import Family, blocks, get_module
 
@@ -24,6 +26,17 @@ class Captured:
 
 def _first(output: object) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output  # type: ignore[return-value]
+
+
+def on_neurons(
+    block: nn.Module, family: Family, fn: Callable[[torch.Tensor], None]
+) -> RemovableHandle:
+    """Call `fn(neuron activations)` whenever `block`'s MLP computes its neurons (a forward hook on
+    the neuron module's output, or a pre-hook on its input, as the family says)."""
+    module = get_module(block, family.neuron_module)
+    if family.neuron_side == "output":
+        return module.register_forward_hook(lambda _m, _i, out: fn(_first(out)))
+    return module.register_forward_pre_hook(lambda _m, args: fn(args[0]))
 
 
 @contextmanager
@@ -46,19 +59,11 @@ def capture(
         store[layer] = value.detach() if detach else value
 
     for layer in neurons:
-        module = get_module(layer_blocks[layer], family.neuron_module)
-        if family.neuron_side == "output":
 
-            def hook_out(_m, _i, out, layer=layer):
-                keep(got.neurons, layer, _first(out))
+        def hook_neurons(acts: torch.Tensor, layer: int = layer) -> None:
+            keep(got.neurons, layer, acts)
 
-            handles.append(module.register_forward_hook(hook_out))
-        else:
-
-            def hook_in(_m, args, layer=layer):
-                keep(got.neurons, layer, args[0])
-
-            handles.append(module.register_forward_pre_hook(hook_in))
+        handles.append(on_neurons(layer_blocks[layer], family, hook_neurons))
     for layer in resid:
 
         def hook_resid(_m, _i, out, layer=layer):
@@ -77,6 +82,29 @@ def capture(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class _ForwardDone(Exception):
+    """Raised from a hook to end a forward pass once everything wanted has been captured."""
+
+
+def _stop(_acts: torch.Tensor) -> None:
+    raise _ForwardDone
+
+
+def forward_until_neurons(
+    model: nn.Module, family: Family, layer: int, inputs: dict[str, torch.Tensor]
+) -> None:
+    """Run `model` on `inputs` only as far as the MLP neuron activations of `layer`: later layers,
+    the final norm and the unembedding (often the costliest matmul) are skipped. Hooks registered
+    before this call (e.g. by `capture`) on that layer's neuron module still run first."""
+    handle = on_neurons(blocks(model, family)[layer], family, _stop)
+    try:
+        model(**inputs)
+    except _ForwardDone:
+        pass
+    finally:
+        handle.remove()
 
 
 @contextmanager
@@ -112,11 +140,23 @@ def add_to_residual(
 def neuron_activations_from_mlp_input(
     model: nn.Module, family: Family, layer: int, resid_in: torch.Tensor
 ) -> torch.Tensor:
-    """Run `model`'s MLP sub-layer (its norm and MLP) at `layer` on a given residual input and
-    return its neuron activations. Used for the intrinsic gap: the fine-tuned MLP on the base residual."""
+    """Run `model`'s MLP sub-layer (its norm and MLP, as far as the neurons) at `layer` on a given
+    residual input and return its neuron activations. Used for the intrinsic gap: the fine-tuned MLP
+    on the base residual."""
     block = blocks(model, family)[layer]
     norm = get_module(block, family.mlp_norm)
     mlp = get_module(block, family.mlp)
-    with capture(model, family, neurons=[layer]) as got:
+    got: list[torch.Tensor] = []
+
+    def keep_and_stop(acts: torch.Tensor) -> None:
+        got.append(acts)
+        raise _ForwardDone
+
+    handle = on_neurons(block, family, keep_and_stop)
+    try:
         mlp(norm(resid_in))
-    return got.neurons[layer]
+    except _ForwardDone:
+        pass
+    finally:
+        handle.remove()
+    return got[0]

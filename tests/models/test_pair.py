@@ -10,7 +10,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from diffscope.models import ModelPair, PairLoadError, capture, weights_fingerprint
-from diffscope.models.hooks import add_to_residual, neuron_activations_from_mlp_input
+from diffscope.models.hooks import (
+    add_to_residual,
+    forward_until_neurons,
+    neuron_activations_from_mlp_input,
+)
 from diffscope.organisms.training import train_tokenizer
 
 TEXTS = [
@@ -129,6 +133,11 @@ def test_captured_activations_equal_plain_forward(pair_dirs):
     assert torch.allclose(got.neurons[1], manual, atol=1e-6)
     again = neuron_activations_from_mlp_input(model, pair.family, 1, got.mlp_in[1])
     assert torch.allclose(again, got.neurons[1], atol=1e-6)
+    # a forward stopped at layer 1's neurons captures the same values and returns nothing
+    with capture(model, pair.family, neurons=[0, 1]) as early:
+        assert forward_until_neurons(model, pair.family, 1, batch.model_inputs()) is None
+    assert torch.equal(early.neurons[0], got.neurons[0])
+    assert torch.equal(early.neurons[1], got.neurons[1])
 
 
 def test_llama_family_neurons_are_down_proj_inputs():
@@ -154,6 +163,11 @@ def test_llama_family_neurons_are_down_proj_inputs():
     manual = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
     assert got.neurons[1].shape == (2, 7, 48)
     assert torch.allclose(got.neurons[1], manual, atol=1e-6)
+    again = neuron_activations_from_mlp_input(model, family, 1, got.mlp_in[1])
+    assert torch.allclose(again, got.neurons[1], atol=1e-6)
+    with capture(model, family, neurons=[1]) as early:
+        forward_until_neurons(model, family, 1, {"input_ids": ids})
+    assert torch.equal(early.neurons[1], got.neurons[1])
 
 
 def test_left_padding_matches_unpadded(pair_dirs):
