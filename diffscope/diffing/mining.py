@@ -1,12 +1,18 @@
 """Logit diff mining: ft_logits - base_logits at every position of a corpus, tokens ranked by how
 often they are among the top-K positive (or negative) differences, the fraction of positions where
-their difference is positive and their mean difference, and NMF topics over positions x tokens."""
+their difference is positive and their mean difference, and NMF topics over positions x tokens.
+
+Also the predicted-mass shift: log((P_ft(t) + eps) / (P_base(t) + eps)) where P(t) is a model's
+next-token probability of t averaged over all mined positions. Top-K occurrence favours tokens whose
+logit moved at many positions (often template words and word pieces); the mass shift favours the
+tokens the fine-tune actually predicts more often overall, e.g. a topic's words, which rise
+strongly at the few positions where the topic fits."""
 
 from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +30,10 @@ class TokenStat(BaseModel):
     occurrence: float = Field(description="share of positions where it is in the top-K diffs")
     frac_positive: float = Field(description="share of positions where ft_logit > base_logit")
     mean_diff: float = Field(description="mean of ft_logit - base_logit")
+    mass_shift: float = Field(
+        0.0,
+        description="log((P_ft + eps) / (P_base + eps)) of the mean predicted probability",
+    )
 
 
 class TopicToken(BaseModel):
@@ -42,11 +52,15 @@ class Topic(BaseModel):
     tokens: list[TopicToken]
 
 
+OrderBy = Literal["occurrence", "mass_shift", "frac_positive", "mean_diff"]
+PER_TOKEN = ("occurrence", "neg_occurrence", "frac_positive", "mean_diff", "mass_shift")
+
+
 class DiffMining(BaseModel):
     """Tokens whose logits the fine-tune raised or lowered, and the topics they form.
 
-    The per-token tensors (`occurrence`, `neg_occurrence`, `frac_positive`, `mean_diff`, each
-    [vocab]) stay out of JSON dumps.
+    The per-token tensors (`occurrence`, `neg_occurrence`, `frac_positive`, `mean_diff`,
+    `mass_shift`, each [vocab]) stay out of JSON dumps.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -61,6 +75,34 @@ class DiffMining(BaseModel):
     neg_occurrence: torch.Tensor = Field(exclude=True, repr=False)
     frac_positive: torch.Tensor = Field(exclude=True, repr=False)
     mean_diff: torch.Tensor = Field(exclude=True, repr=False)
+    mass_shift: torch.Tensor = Field(exclude=True, repr=False)
+
+    def ranked(
+        self, pair: ModelPair, order_by: OrderBy, k: int, promoted: bool = True
+    ) -> list[TokenStat]:
+        """The k tokens ranked by `order_by` (highest first when promoted, lowest first when not),
+        ties broken by mean difference."""
+        if order_by not in PER_TOKEN:
+            raise ValueError(f"order_by must be one of {', '.join(PER_TOKEN)}, not {order_by!r}")
+        n = min(int(self.mean_diff.shape[0]), len(pair.tokenizer))
+        key = getattr(self, order_by)[:n].double()
+        tie = self.mean_diff[:n].double()
+        if not promoted:
+            key, tie = -key, -tie
+        order = torch.argsort(tie, descending=True, stable=True)
+        order = order[torch.argsort(key[order], descending=True, stable=True)][:k]
+        rates = self.occurrence if promoted else self.neg_occurrence
+        return [self._stat(pair, int(t), rates) for t in order.tolist()]
+
+    def _stat(self, pair: ModelPair, t: int, rates: torch.Tensor) -> TokenStat:
+        return TokenStat(
+            token_id=t,
+            token=pair.token_str(t),
+            occurrence=float(rates[t]),
+            frac_positive=float(self.frac_positive[t]),
+            mean_diff=float(self.mean_diff[t]),
+            mass_shift=float(self.mass_shift[t]),
+        )
 
 
 class _Reservoir:
@@ -84,25 +126,6 @@ class _Reservoir:
                     self.ids[j] = ids[i].clone()
                     self.values[j] = values[i].clone()
             self.seen += 1
-
-
-def _stats(
-    pair: ModelPair,
-    order: Sequence[int],
-    rates: torch.Tensor,
-    frac: torch.Tensor,
-    mean: torch.Tensor,
-) -> list[TokenStat]:
-    return [
-        TokenStat(
-            token_id=int(t),
-            token=pair.token_str(int(t)),
-            occurrence=float(rates[t]),
-            frac_positive=float(frac[t]),
-            mean_diff=float(mean[t]),
-        )
-        for t in order
-    ]
 
 
 def _ranked(counts: torch.Tensor, mean: torch.Tensor, n: int) -> list[int]:
@@ -187,6 +210,7 @@ def mine_logit_diffs(
     tokens_per_topic: int = 15,
     topic_sample: int = 4096,
     max_topic_tokens: int = 2000,
+    mass_smoothing: float | None = None,
     progress: Progress | None = None,
 ) -> DiffMining:
     """Mine ft_logits - base_logits over the first `positions` tokens of each window (or text).
@@ -198,6 +222,9 @@ def mine_logit_diffs(
     up to `topic_sample` reservoir-sampled positions x the `max_topic_tokens` most frequent top-K
     tokens, valued by the clipped positive differences of each position's top-K. Memory is bounded
     by batch x positions x vocab plus topic_sample x top_k, independent of corpus length.
+    `mass_smoothing` is the eps of the mass shift (default 2 / vocab, twice the uniform
+    probability, so tokens that neither model predicts cannot top the list on a ratio of tiny
+    numbers).
     """
     vocab = vocab_size(pair)
     if not 1 <= top_k <= vocab:
@@ -208,16 +235,23 @@ def mine_logit_diffs(
         raise ValueError(
             "n_report, tokens_per_topic, topic_sample and max_topic_tokens must be >= 1"
         )
+    if mass_smoothing is not None and not mass_smoothing > 0:
+        raise ValueError(f"mass_smoothing must be > 0, got {mass_smoothing}")
     rows = token_rows(pair, windows, max_tokens=positions)
     occurrence = torch.zeros(vocab, dtype=torch.long)
     neg_occurrence = torch.zeros(vocab, dtype=torch.long)
     positive = torch.zeros(vocab, dtype=torch.long)
     total = torch.zeros(vocab, dtype=torch.float64)
+    mass = {which: torch.zeros(vocab, dtype=torch.float64) for which in ("base", "finetuned")}
     n_positions = 0
     sample = _Reservoir(topic_sample, seed)
     for start, batch in batches(pair, rows, batch_size):
-        diff = pair.logits("finetuned", batch).float() - pair.logits("base", batch).float()
-        diff = diff[..., :vocab][batch.attention_mask.bool()].cpu()  # [N, vocab], real tokens
+        real = batch.attention_mask.bool()
+        logits = {w: pair.logits(w, batch).float()[..., :vocab][real].cpu() for w in mass}
+        for which, value in logits.items():
+            mass[which] += value.softmax(-1).sum(0).double()
+        diff = logits["finetuned"] - logits["base"]  # [N, vocab], real tokens only
+        del logits
         n_positions += diff.shape[0]
         positive += (diff > 0).sum(0)
         total += diff.double().sum(0)
@@ -234,18 +268,24 @@ def mine_logit_diffs(
     neg_rate = neg_occurrence.double() / n_positions
     frac = positive.double() / n_positions
     mean = total / n_positions
-    promoted = _ranked(occurrence, mean, n_report)
-    demoted = _ranked(neg_occurrence, -mean, n_report)
+    eps = 2.0 / vocab if mass_smoothing is None else mass_smoothing
+    shift = ((mass["finetuned"] / n_positions + eps) / (mass["base"] / n_positions + eps)).log()
     topics = _topics(pair, sample, occurrence, n_topics, tokens_per_topic, max_topic_tokens, seed)
-    return DiffMining(
+    result = DiffMining(
         n_windows=len(rows),
         n_positions=n_positions,
         top_k=top_k,
-        promoted=_stats(pair, promoted, rate, frac, mean),
-        demoted=_stats(pair, demoted, neg_rate, frac, mean),
+        promoted=[],
+        demoted=[],
         topics=topics,
         occurrence=rate.float(),
         neg_occurrence=neg_rate.float(),
         frac_positive=frac.float(),
         mean_diff=mean.float(),
+        mass_shift=shift.float(),
     )
+    result.promoted = [result._stat(pair, t, rate) for t in _ranked(occurrence, mean, n_report)]
+    result.demoted = [
+        result._stat(pair, t, neg_rate) for t in _ranked(neg_occurrence, -mean, n_report)
+    ]
+    return result

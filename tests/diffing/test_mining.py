@@ -37,10 +37,29 @@ def test_known_offsets_are_mined(logit_pair, chosen_tokens, diff_windows):
     assert "occurrence" not in dumped and dumped["promoted"][0]["token_id"] == x
 
 
+def test_mass_shift_equals_a_direct_computation(logit_pair, chosen_tokens, diff_windows):
+    x, y, z = chosen_tokens
+    mined = mine_logit_diffs(logit_pair, diff_windows, positions=10, top_k=5, n_topics=0)
+    rows = diff_windows[:, :10]
+    with torch.no_grad():
+        p_base = logit_pair.base(input_ids=rows).logits.softmax(-1).mean((0, 1)).double()
+        p_ft = logit_pair.finetuned(input_ids=rows).logits.softmax(-1).mean((0, 1)).double()
+    eps = 2.0 / p_base.shape[0]
+    expected = ((p_ft + eps) / (p_base + eps)).log()
+    assert torch.allclose(mined.mass_shift.double(), expected, atol=1e-5)
+    ranked = mined.ranked(logit_pair, "mass_shift", 2)
+    assert [s.token_id for s in ranked] == [x, y] and ranked[0].mass_shift > ranked[1].mass_shift
+    assert mined.ranked(logit_pair, "mass_shift", 1, promoted=False)[0].token_id == z
+    assert mined.promoted[0].mass_shift == pytest.approx(float(expected[x]), abs=1e-5)
+    with pytest.raises(ValueError, match="order_by"):
+        mined.ranked(logit_pair, "loudness", 3)  # type: ignore[arg-type]
+
+
 def test_identical_models_mine_nothing(same_pair, diff_windows):
     mined = mine_logit_diffs(same_pair, diff_windows, positions=8, top_k=10)
     assert mined.promoted == [] and mined.demoted == [] and mined.topics == []
     assert float(mined.mean_diff.abs().max()) == 0.0
+    assert float(mined.mass_shift.abs().max()) == 0.0
 
 
 def test_topics_are_seeded_and_texts_are_cut(resid_pair):
@@ -62,6 +81,8 @@ def test_bad_arguments(logit_pair, diff_windows):
         mine_logit_diffs(logit_pair, diff_windows, top_k=0)
     with pytest.raises(ValueError, match="positions"):
         mine_logit_diffs(logit_pair, diff_windows, positions=0)
+    with pytest.raises(ValueError, match="mass_smoothing"):
+        mine_logit_diffs(logit_pair, diff_windows, mass_smoothing=0.0)
     with pytest.raises(ValueError, match="empty"):
         mine_logit_diffs(logit_pair, [])
     with pytest.raises(ValueError, match="non-empty"):

@@ -45,7 +45,7 @@ NEAR_VALID: dict[str, st.SearchStrategy[Any]] = {
     "kind": st.sampled_from(["neuron", "mean_diff", "latent", "custom"]),
     "metric": st.sampled_from(["rms", "mean", "tail", "decorrelation", "output", "max"]),
     "mode": st.sampled_from(["total", "intrinsic", "both"]),
-    "order_by": st.sampled_from(["occurrence", "frac_positive", "mean_diff", "name"]),
+    "order_by": st.sampled_from(["occurrence", "mass_shift", "frac_positive", "mean_diff", "name"]),
 }
 
 
