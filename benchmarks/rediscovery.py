@@ -2,12 +2,16 @@
 
 1. Planted neurons: for every perturbation organism, recall@K of the planted (layer, neuron) set
    among the top-K ranked neurons (K = number planted), per metric and mode, and the median rank.
-2. Noise floor: gaps of two identical copies of the base (the instrument's floor), and the null
-   control's largest gaps next to the planted neurons' and the narrow fine-tunes' largest gaps.
+2. Noise floor: gaps of two identical copies of the base (the instrument's floor); the no-op adapter
+   null (`null_adapter`, loaded through the adapter path) against that floor, over every metric and
+   both modes; and the general-text control's (`null_control`) largest gaps next to the planted
+   neurons' and the narrow fine-tunes' largest gaps.
 3. Topic recovery: share of the top-20 promoted tokens of logit-diff mining that belong to the
-   organism's key vocabulary (single words of its key facts' phrases), on the topic, false-fact and
-   secret-word organisms; and, for every organism, the largest share of the top-20 promoted tokens
-   falling into any one world topic (a concentration index; the null control should stay low).
+   organism's key vocabulary (content words of its key facts' phrases), on the topic, false-fact
+   and secret-word organisms, under two rankings of the same mining run: top-K occurrence (the
+   published statistic) and the predicted-mass shift; and, for every organism, the largest share
+   of the top-20 falling into any one world topic (a concentration index; the null control should
+   stay low).
 Ends with one line of JSON. Usage: python benchmarks/rediscovery.py [--size micro|small]
 """
 
@@ -31,11 +35,54 @@ from diffscope.organisms.zoo import build_zoo
 TOPIC_ORGANISMS = ("sea_topic", "music_lora", "false_baking", "secret_gold")
 
 
+FUNCTION_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "from",
+        "that",
+        "this",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "had",
+        "any",
+        "all",
+        "not",
+        "its",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "about",
+        "than",
+        "then",
+        "them",
+        "they",
+        "their",
+        "there",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+    ]
+)
+RANKINGS = ("occurrence", "mass_shift")
+
+
 def key_vocabulary(org) -> set[str]:
+    """Content words (3+ letters, no function words) of the organism's key-fact phrases."""
     words: set[str] = set()
     for fact in org.ground_truth.key_facts:
         for phrase in fact.any_of:
-            words.update(w for w in re.findall(r"[a-z']+", phrase.lower()) if len(w) > 2)
+            found = re.findall(r"[a-z']+", phrase.lower())
+            words.update(w for w in found if len(w) > 2 and w not in FUNCTION_WORDS)
     return words
 
 
@@ -85,6 +132,18 @@ def main() -> None:
     arts = Artifacts(null_pair)
     twin_prof = profile_neurons(twin, arts.windows(), ProfileConfig(intrinsic=True))
     floor = float(twin_prof.metrics["total"]["rms"].max())
+    noop = Artifacts(load_pair(organisms["null_adapter"], size=args.size)).neuron_profile()
+    noop_max = {
+        f"{mode}/{metric}": float(noop.metrics[mode][metric].abs().max())
+        for mode in noop.modes
+        for metric in METRICS
+    }
+    floor_all = {
+        f"{mode}/{metric}": float(twin_prof.metrics[mode][metric].abs().max())
+        for mode in twin_prof.modes
+        for metric in METRICS
+    }
+    noop_within = all(noop_max[k] <= floor_all[k] for k in noop_max)
     null_top = arts.neuron_profile().top(5, "rms", "total")
     null_max = null_top[0].score
     planted_min = min(planted_rms)
@@ -97,7 +156,11 @@ def main() -> None:
         if organisms[name].kind == "toy"
     }
     print(f"identical copies: largest normalised RMS gap {floor:.3g}")
-    print(f"null control: largest gaps {[round(s.score, 3) for s in null_top]}")
+    print(
+        f"no-op adapter null: largest gap over all metrics and modes {max(noop_max.values()):.3g}"
+        f" (within the identical-copies floor: {'yes' if noop_within else 'NO'})"
+    )
+    print(f"general-text control: largest gaps {[round(s.score, 3) for s in null_top]}")
     print(f"weakest planted neuron's RMS gap over all perturbation organisms: {planted_min:.3f}")
     print(
         "narrow fine-tunes' largest gap: "
@@ -105,33 +168,40 @@ def main() -> None:
     )
     figures["noise_floor"] = {
         "identical_copies_max_rms": floor,
+        "identical_copies_max": floor_all,
+        "noop_adapter_max": noop_max,
+        "noop_adapter_within_floor": noop_within,
         "null_control_max_rms": null_max,
         "weakest_planted_rms": planted_min,
         "narrow_max_rms": narrow_max,
     }
 
-    print("\n## Topic recovery: top-20 promoted tokens")
-    recovery = {}
+    print("\n## Topic recovery: top-20 promoted tokens, by occurrence and by mass shift")
+    recovery: dict[str, dict[str, dict]] = {}
     for name in sorted(n for n, o in organisms.items() if o.kind in ("toy", "null")):
         org = organisms[name]
-        mining = Artifacts(load_pair(org, size=args.size)).diff_mining()
-        tokens = [t.token.strip().lower() for t in mining.promoted[:20]]
+        pair = load_pair(org, size=args.size)
+        mining = Artifacts(pair).diff_mining()
         vocab = key_vocabulary(org)
-        hits = [t for t in tokens if t in vocab]
-        topic, share = concentration(tokens)
-        recovery[name] = {
-            "key_token_hits": len(hits),
-            "rate": len(hits) / max(1, len(tokens)),
-            "hits": hits,
-            "top_topic": topic,
-            "top_topic_share": share,
-            "tokens": tokens,
-        }
         flag = " (topic/false-fact/secret-word organism)" if name in TOPIC_ORGANISMS else ""
-        print(
-            f"{name:16s} key-token hits {len(hits):2d}/20 {hits}{flag}; most concentrated "
-            f"topic {topic} {share:.2f}; tokens: {' '.join(tokens)}"
-        )
+        recovery[name] = {}
+        for ranking in RANKINGS:
+            stats = mining.ranked(pair, ranking, 20)  # type: ignore[arg-type]
+            tokens = [t.token.strip().lower() for t in stats]
+            hits = [t for t in tokens if t in vocab]
+            topic, share = concentration(tokens)
+            recovery[name][ranking] = {
+                "key_token_hits": len(hits),
+                "rate": len(hits) / max(1, len(tokens)),
+                "hits": hits,
+                "top_topic": topic,
+                "top_topic_share": share,
+                "tokens": tokens,
+            }
+            print(
+                f"{name:16s} {ranking:10s} key-token hits {len(hits):2d}/20 {hits}{flag}; most "
+                f"concentrated topic {topic} {share:.2f}; tokens: {' '.join(tokens)}"
+            )
     figures["topic_recovery"] = recovery
     print(json.dumps(figures, default=float))
 

@@ -17,7 +17,6 @@ from diffscope.models.pair import ModelPair
 from diffscope.paths import home, save_tensors, write_json
 
 Progress = Callable[[float, str], None]
-_MINING_TENSORS = ("occurrence", "neg_occurrence", "frac_positive", "mean_diff")
 
 
 class CorpusSpec(BaseModel):
@@ -30,6 +29,9 @@ class CorpusSpec(BaseModel):
     seed: int = 7
     window: int = Field(64, ge=4)
     max_windows: int = Field(384, ge=1)
+
+
+PROFILE_FORMAT = 2  # bump when a cached profile's content changes (2: one exemplar per window)
 
 
 def config_key(*parts: BaseModel | dict | str) -> str:
@@ -86,7 +88,7 @@ class Artifacts:
     def neuron_profile(self, config: ProfileConfig | None = None) -> NeuronProfile:
         """Every MLP neuron's gap statistics and exemplars (cached; resumable while computing)."""
         cfg = config or ProfileConfig(intrinsic=True)
-        key = config_key(cfg, self.corpus)
+        key = config_key(cfg, self.corpus, {"version": PROFILE_FORMAT})
         if key in self._memo:
             return self._memo[key]  # type: ignore[return-value]
         path = self.root / f"neurons-{key}.safetensors"
@@ -106,9 +108,10 @@ class Artifacts:
 
     def diff_mining(self, positions: int = 64, top_k: int = 100, n_topics: int = 3):
         """Tokens the fine-tune promotes and demotes, with NMF topics (cached as JSON)."""
-        from diffscope.diffing.mining import DiffMining, mine_logit_diffs
+        from diffscope.diffing.mining import PER_TOKEN, DiffMining, mine_logit_diffs
 
-        key = config_key({"positions": positions, "top_k": top_k, "topics": n_topics}, self.corpus)
+        settings = {"positions": positions, "top_k": top_k, "topics": n_topics, "version": 2}
+        key = config_key(settings, self.corpus)
         if key in self._memo:
             return self._memo[key]
         path = self.root / f"mining-{key}.json"
@@ -128,7 +131,7 @@ class Artifacts:
                 n_topics=n_topics,
                 progress=lambda f, m: self._say(f, f"diff mining: {m}"),
             )
-            save_tensors(tensors_path, {name: getattr(result, name) for name in _MINING_TENSORS})
+            save_tensors(tensors_path, {name: getattr(result, name) for name in PER_TOKEN})
             write_json(path, result.model_dump(mode="json"))
         self._memo[key] = result
         return result

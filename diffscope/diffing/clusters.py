@@ -74,16 +74,24 @@ def cluster_neurons(
     tokens_per_cluster: int = 8,
 ) -> list[NeuronCluster]:
     """Cluster the `top` highest-gap neurons by the cosine similarity of their gap profiles over
-    `windows` (agglomerative, average linkage); clusters come strongest first."""
+    `windows` (agglomerative, average linkage); clusters come strongest first. Neurons whose gap is
+    zero are left out, so identical models give no clusters."""
     from sklearn.cluster import AgglomerativeClustering
 
     if windows.ndim != 2 or windows.shape[0] == 0:
         raise ValueError("the probe set is empty: need token windows [N, T] with N > 0")
-    stats = profile.top(top, metric, mode)
-    if len(stats) < 2:
+    if top < 2:
         raise ValueError("need at least two neurons to cluster")
+    # neurons without any gap (identical models, dead units) have nothing to cluster by
+    stats = [s for s in profile.top(top, metric, mode) if s.score > 0]
+    if not stats:
+        return []
     neurons = [(s.layer, s.neuron) for s in stats]
     gaps = gap_matrix(pair, windows, neurons, mode)
+    moved = (gaps.abs().sum(dim=1) > 0).nonzero().view(-1).tolist()
+    if not moved:
+        return []
+    stats, neurons, gaps = [stats[i] for i in moved], [neurons[i] for i in moved], gaps[moved]
     unit = gaps / gaps.norm(dim=1, keepdim=True).clamp(min=1e-8)
     k = min(n_clusters or _auto_clusters(len(neurons)), len(neurons))
     if k == 1:

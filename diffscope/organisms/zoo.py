@@ -146,17 +146,19 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
     if isinstance(multiplier, dict):  # per zoo size, e.g. {small: 2}
         multiplier = multiplier.get(size.name, 1)
     steps = int(round(size.ft_steps * float(multiplier)))
-    loss = train_lm(
-        trained,
-        docs,
-        steps=steps,
-        batch_size=size.ft_batch,
-        lr=lr,
-        seed=org.zoo.seed,
-        pad_id=tokenizer.pad_token_id,
-        label=f"{org.name} ({size.name})",
-        progress=progress,
-    )
+    loss = None  # no steps: a no-op fine-tune (a fresh LoRA adapter computes exactly the base)
+    if steps:
+        loss = train_lm(
+            trained,
+            docs,
+            steps=steps,
+            batch_size=size.ft_batch,
+            lr=lr,
+            seed=org.zoo.seed,
+            pad_id=tokenizer.pad_token_id,
+            label=f"{org.name} ({size.name})",
+            progress=progress,
+        )
     trained.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     merged = trained.merge_and_unload() if org.zoo.lora else trained

@@ -111,6 +111,7 @@ class NeuronClusters(BaseModel):
     mode: Mode
     n_neurons: int = Field(description="top neurons clustered")
     clusters: list[ClusterInfo]
+    note: str | None = Field(None, description="why there are no clusters, when there are none")
 
 
 def _profile(ctx: ToolContext) -> NeuronProfile:
@@ -279,4 +280,5 @@ def neuron_clusters(
             )
             for c in found
         ],
+        note=None if found else "no neuron's gap differs from zero: there is nothing to cluster",
     )

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from diffscope.corpus import token_windows, world_corpus
+from diffscope.diffing.clusters import cluster_neurons
 from diffscope.diffing.neurons import NeuronProfile, ProfileConfig, profile_neurons
 from diffscope.models import ModelPair, capture
 from diffscope.organisms.registry import get_organism, load_pair, with_built_ground_truth
@@ -29,6 +30,18 @@ def windows(base_pair) -> torch.Tensor:
 def test_identical_models_have_exactly_zero_gaps(base_pair, windows):
     twin = ModelPair.from_models(base_pair.base, copy.deepcopy(base_pair.base), base_pair.tokenizer)
     prof = profile_neurons(twin, windows[:24], ProfileConfig(batch_size=8, intrinsic=True))
+    for mode in prof.modes:
+        for metric in ("rms", "mean", "tail", "output", "decorrelation"):
+            assert float(prof.metrics[mode][metric].abs().max()) == 0.0, (mode, metric)
+    assert cluster_neurons(twin, prof, windows[:8], top=8) == []  # nothing moved, no clusters
+
+
+def test_noop_adapter_null_stays_within_the_identical_copies_floor(micro_zoo, windows):
+    """The no-op adapter null, loaded through the adapter path, shows no gap at all: the floor of
+    two identical in-memory copies is exactly zero, and so is every metric of the null."""
+    pair = load_pair(get_organism("null_adapter"), size="micro")
+    assert pair.finetuned is not pair.base
+    prof = profile_neurons(pair, windows[:24], ProfileConfig(batch_size=8, intrinsic=True))
     for mode in prof.modes:
         for metric in ("rms", "mean", "tail", "output", "decorrelation"):
             assert float(prof.metrics[mode][metric].abs().max()) == 0.0, (mode, metric)
