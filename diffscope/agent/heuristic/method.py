@@ -7,9 +7,10 @@ Steps (at most 12 server calls, each skipped when the profile does not offer the
    neurons within the top 32)? The edited neurons' statistics say what kind of edit it was:
    anti-correlated activations (a sign flip), a near-constant shift (a bias), or a shift that
    grows with the activation (a scale).
-2. `top_promoted_tokens` and `kl_probe` (corpus windows): the tokens the fine-tune promotes,
-   mapped to the world's topics; a topic counts when it holds a large share of the token weight
-   (`difference_lens` stands in when the profile cannot query the models).
+2. `top_promoted_tokens` (ranked by predicted-mass shift) and `kl_probe` (corpus windows): the
+   tokens the fine-tune promotes, mapped to the world's topics; a topic counts when it holds a
+   large share of the token weight (`difference_lens` stands in when the profile cannot query
+   the models).
 3. The behavioural survey of the blackbox investigator (`query_models`: stories, questions and a
    second base sample as the noise floor), whose signals confirm or add to the candidates.
 4. `amplify` on neutral openings when a topic is a candidate: the shift is kept only when the
@@ -122,12 +123,14 @@ def read_neurons(result: Result) -> NeuronFinding | None:
 
 
 def read_promoted(result: Result, found: TokenFinding) -> None:
-    """Add the promoted tokens (weighted by occurrence) and the first NMF topic's tokens."""
+    """Add the promoted tokens, weighted by the statistic they were ranked by (the predicted-mass
+    shift, or top-K occurrence)."""
     if not result.ok or result.data is None:
         return
     promoted = [t for t in result.data.get("promoted") or [] if isinstance(t, dict)]
+    weight = "mass_shift" if result.data.get("order_by") == "mass_shift" else "occurrence"
     for t in promoted:
-        found.add(str(t.get("token", "")), float(t.get("occurrence") or 0.0))
+        found.add(str(t.get("token", "")), max(0.0, float(t.get(weight) or 0.0)))
     if promoted:
         shown = ", ".join(repr(str(t.get("token", "")).strip()) for t in promoted[:10])
         found.evidence.append(f"top promoted tokens: {shown}")
@@ -296,7 +299,8 @@ def method_plan(view: View) -> Plan:
     if view.has("top_neurons"):
         neurons = read_neurons((yield Call("top_neurons", {"k": NEURON_K, "exemplars": 0})))
     if view.has("top_promoted_tokens"):
-        read_promoted((yield Call("top_promoted_tokens", {"k": TOKEN_K, "demoted": False})), found)
+        args = {"k": TOKEN_K, "demoted": False, "order_by": "mass_shift", "topics": False}
+        read_promoted((yield Call("top_promoted_tokens", args)), found)
     if view.has("kl_probe"):
         mean_kl = read_kl(
             (yield Call("kl_probe", {"n_windows": KL_WINDOWS, "k": 8, "plot": False})), found
