@@ -6,6 +6,9 @@ a few neurons edited) this measures, in one run:
   - tokens/s of the full neuron profile (every neuron of every layer, exemplars on, total mode), and
     of the profile with the intrinsic mode added (reported, not targeted);
   - peak resident memory of the profile over N and 2N tokens, each in a fresh subprocess.
+The plain forward is the models' own forward (logits included); the profile's forwards stop after
+the last layer's MLP neurons, since nothing after them is needed. Each timed profile starts from an
+empty state, so the cost of filling the exemplar heaps is included every time.
 Prints a table and ends with one line of JSON. Target: profile/forward >= 0.85; memory growth < 10%.
 """
 
