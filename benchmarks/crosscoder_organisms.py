@@ -9,7 +9,8 @@ new concept (default `backdoor`: the trigger "zephyr" and the phrase "the purple
   the error target >= 0.5) or Latent Decoupling (nu on the reconstruction target >= 0.5);
 - for BatchTopK, whether at least one fine-tune-specific latent (among the top candidates by
   relative decoder norm) has nu < 0.5 on both targets and exemplars that are the concept's words
-  (at least half of its top exemplars), with those exemplars printed.
+  (at least half of its top exemplars), with those exemplars printed; and whether such a latent
+  is also classed fine-tune-only (Delta < 0.1), the must-show (`concept_latent_ft_only`).
 
 The activations come from the middle layer over a corpus of general world documents mixed with the
 organism's own narrow fine-tuning documents (a share `--narrow-share`), since the concept never
@@ -108,6 +109,7 @@ def concept_latents(art: CrosscoderArtifact, concept: set[str], k: int = 10) -> 
                 "latent": j,
                 "rank": rank,
                 "delta": round(float(art.classes.delta[j]), 4),
+                "ft_only": bool(art.classes.ft_only[j]),
                 "nu_reconstruction": round(nu[0], 3),
                 "nu_error": round(nu[1], 3),
                 "concept_hits": hits,
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     topk_top = failure_modes(topk, topk.ft_candidates[:32])
     concepts = concept_latents(topk, concept)
     hit = [c for c in concepts if 2 * c["concept_hits"] >= c["exemplars"] > 0]
+    hit_ft_only = [c for c in hit if c["ft_only"]]
 
     print(
         f"organism {args.organism} ({args.size} zoo), layer {topk.layer}, d_model {pair.d_model}, "
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"BatchTopK fine-tune-specific candidates with nu < {NU_MAX} on both targets: "
         f"{len(concepts)}; with concept exemplars ({', '.join(sorted(concept)[:8])}...): {len(hit)}"
+        f"; of those classed fine-tune-only (Delta < 0.1): {len(hit_ft_only)}"
     )
     for c in hit[:3] or concepts[:1]:
         print(
@@ -214,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
         "fve_target_met": fve_ok,
         "concept_latent_found": bool(hit),
+        "concept_latent_ft_only": bool(hit_ft_only),
+        "best_concept_delta": min((c["delta"] for c in hit), default=None),
         "seconds": round(t2 - t0, 1),
     }
     print(json.dumps(result))

@@ -56,7 +56,7 @@ from diffscope.diffing.crosscoder.model import (
     Crosscoder,
     CrosscoderConfig,
 )
-from diffscope.diffing.crosscoder.train import CHECKPOINT_FILE, train_crosscoder
+from diffscope.diffing.crosscoder.train import CHECKPOINT_FILE, TRAINER_VERSION, train_crosscoder
 from diffscope.diffing.steering import Direction
 from diffscope.models.hooks import capture
 from diffscope.models.pair import ModelPair
@@ -660,7 +660,10 @@ def train_for_pair(
         l1_coeff=l1_coeff,
         seed=seed,
     )
-    key = config_key(cfg, {"acts": acts.directory.name, "candidates": n_candidates})
+    key = config_key(
+        cfg,
+        {"acts": acts.directory.name, "candidates": n_candidates, "trainer": TRAINER_VERSION},
+    )
     folder = artifact_root(pair, root) / f"{loss}-L{layer}-{key}"
     if (folder / ANALYSIS_JSON).exists():
         return load_artifact(folder, acts, pair.tokenizer)

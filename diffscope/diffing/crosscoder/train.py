@@ -6,10 +6,18 @@ last `decay_frac` of steps. Losses (per token, averaged over the batch):
 
 - l1: sum over models of ||x_m - xhat_m||^2 + lambda * sum_j f_j (||d_j^base|| + ||d_j^ft||), with
   lambda warming up linearly over the first `warmup_frac` of steps;
-- batchtopk: sum over models of ||x_m - xhat_m||^2 + aux_coeff * aux, where aux reconstructs the
-  (detached) residual from the top `aux_k` dead latents (not fired in `dead_after_tokens` tokens),
-  normalised by the residual's variance. After the warm-up the inference threshold tracks the EMA
-  of the smallest kept score.
+- batchtopk: sum over models of ||x_m - xhat_m||^2 + aux_coeff * aux, where aux is the squared
+  error of reconstructing the (detached) residual from the top `aux_k` dead latents (not fired in
+  `dead_after_tokens` tokens), in the same units as the main term (Gao et al. 2024: L + alpha *
+  ||e - e_hat||^2). After the warm-up the inference threshold tracks the EMA of the smallest kept
+  score.
+
+The auxiliary term is deliberately not divided by the residual's variance (the BatchTopK trainer
+of the `dictionary-learning` package does divide it): that makes it O(1) while the main term is a
+sum of squares over 2 * d_model dimensions, which divides alpha by the residual's total variance
+(~30 in the sqrt(d)-scaled space at d_model 128), and dead latents then barely move. On the small zoo's
+backdoor organism (2000 steps, dictionary 2048, k 16) the dead fraction was 0.69 with the
+normalised term and 0.01 without it, and FVE rose from 0.90/0.83 to 0.92/0.86.
 
 Data order comes from a seeded generator. A checkpoint (one safetensors file whose metadata holds
 the config as JSON) carries the model, Adam state, step, RNG states, dead-latent counters and the
@@ -30,6 +38,9 @@ from diffscope.diffing.crosscoder.model import Crosscoder, CrosscoderConfig, sqr
 from diffscope.paths import save_tensors
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+TRAINER_VERSION = 2
+"""Bumped when training gives different weights for the same config (it keys cached artifacts).
+2: the BatchTopK auxiliary loss is no longer divided by the residual's variance."""
 _ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
 
 
@@ -100,11 +111,12 @@ def aux_loss(
     dead: torch.Tensor,
     aux_k: int,
 ) -> torch.Tensor:
-    """Normalised error of reconstructing `residual` [B, 2, d] from the top dead latents.
+    """Squared error of reconstructing `residual` [B, 2, d] from the top dead latents.
 
     Per row, the `aux_k` dead latents with the largest scores reconstruct the residual (no
-    decoder bias); the squared error is divided by the residual's variance. Work is done on the
-    dead columns only, so the cost scales with the number of dead latents.
+    decoder bias); the error is summed over both models and dimensions and averaged over rows,
+    the same units as the main reconstruction term (see the module docstring). Work is done on
+    the dead columns only, so the cost scales with the number of dead latents.
     """
     dead_idx = dead.nonzero().squeeze(1)
     if dead_idx.numel() == 0:
@@ -115,9 +127,7 @@ def aux_loss(
         idx = (sub.detach() * norms).topk(min(aux_k, dead_idx.numel()), dim=1).indices
     f_aux = torch.zeros_like(sub).scatter(1, idx, sub.gather(1, idx))
     recon = (f_aux @ model.W_dec.view(model.dict_size, -1)[dead_idx]).view_as(residual)
-    l2 = (residual - recon).pow(2).sum((1, 2)).mean()
-    denom = (residual - residual.mean(0)).pow(2).sum((1, 2)).mean()
-    return (l2 / denom).nan_to_num(0.0)
+    return (residual - recon).pow(2).sum((1, 2)).mean()
 
 
 def _config_json(cfg: CrosscoderConfig) -> str:
