@@ -293,7 +293,10 @@ class NeuronProfile:
 
 
 class NeuronProfiler:
-    """Accumulates gap statistics batch by batch; `finish()` turns them into a NeuronProfile."""
+    """Accumulates gap statistics batch by batch; `finish(windows)` turns them into a NeuronProfile.
+
+    Batches must come in corpus order: an exemplar is kept as the flat corpus position of its peak
+    (window index x T + position), and `finish` cuts its token window out of the corpus."""
 
     def __init__(self, pair: ModelPair, config: ProfileConfig | None = None):
         self.pair = pair
@@ -305,12 +308,12 @@ class NeuronProfiler:
         if self.ex_mode not in self.modes:
             raise ValueError("exemplar_mode 'intrinsic' needs intrinsic=True")
         self.state = {m: _LayerState.empty(L, n) for m in self.modes}
-        width = self.cfg.context_left + 1 + self.cfg.context_right
         self.ex_gap = torch.full((L, n, k), -math.inf)
         self.ex_base = torch.zeros(L, n, k)
         self.ex_ft = torch.zeros(L, n, k)
-        self.ex_tokens = torch.full((L, n, k, width), -1, dtype=torch.int32)
+        self.ex_at = torch.full((L, n, k), -1, dtype=torch.int64)  # flat corpus position
         self.batches_done = 0
+        self.n_windows = 0
         self.n_tokens = 0
         self._filling = [True] * L  # whether a layer's exemplar heaps were still filling up
 
@@ -333,7 +336,6 @@ class NeuronProfiler:
         with capture(pair.finetuned, fam, neurons=self.layers) as ft:
             forward_until_neurons(pair.finetuned, fam, last, inputs)
         skip = self.cfg.skip_first
-        snippets = self._snippets(input_ids)
         n_kept = int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
         for layer in self.layers:
             a_b = _kept(base.neurons.pop(layer), skip)
@@ -351,8 +353,9 @@ class NeuronProfiler:
                     absd[:, :skip] = -math.inf
                 self._tail(self.state[mode], layer, absd, skip)
                 if mode == self.ex_mode:
-                    self._exemplars(layer, a_b, a_f, absd, snippets)
+                    self._exemplars(layer, a_b, a_f, absd)
         self.batches_done += 1
+        self.n_windows += int(input_ids.shape[0])
         self.n_tokens += n_kept
 
     @staticmethod
@@ -373,8 +376,8 @@ class NeuronProfiler:
         floor comes from the first batch, a quantile well below the tail quantile."""
         n = absd.shape[-1]
         if st.floor[layer, 0] < 0:
-            sample = gap_codes(absd[:, skip:].reshape(-1, n)[:256])
-            floor_q = max(0.5, 1 - 10 * (1 - self.cfg.tail_quantile))
+            sample = gap_codes(absd[:, skip:].reshape(-1, n)[:1024])
+            floor_q = max(0.5, 1 - 5 * (1 - self.cfg.tail_quantile))
             from_top = sample.shape[0] - max(1, int(floor_q * sample.shape[0])) + 1
             floor = sample.topk(from_top, dim=0).values[-1]
             st.floor[layer] = floor.clamp(min=0)
@@ -382,13 +385,18 @@ class NeuronProfiler:
         bins = (hits % n).to(torch.int32) * N_CODES + gap_codes(absd.view(-1)[hits])
         st.hist[layer].view(-1).index_add_(0, bins, torch.ones_like(bins, dtype=torch.int64))
 
-    def _snippets(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[B, T, S] token ids of the window around each position (-1 outside the window)."""
+    def _snippets(self, windows: torch.Tensor) -> torch.Tensor:
+        """Token ids [L, n, k, S] around each exemplar's peak (-1 outside its window or where a
+        neuron has fewer exemplars)."""
         left, right = self.cfg.context_left, self.cfg.context_right
-        padded = torch.nn.functional.pad(input_ids, (left, right), value=-1)
-        return padded.unfold(1, left + 1 + right, 1).to(torch.int32)
+        T = windows.shape[1]
+        padded = torch.nn.functional.pad(windows.to(torch.int32), (left, right), value=-1)
+        around = padded.unfold(1, left + 1 + right, 1)  # [N, T, S]
+        at = self.ex_at.clamp(min=0)
+        tokens = around[at // T, at % T]
+        return tokens.masked_fill_((self.ex_at < 0).unsqueeze(-1), -1)
 
-    def _exemplars(self, layer: int, a_b, a_f, absd, snippets) -> None:
+    def _exemplars(self, layer: int, a_b, a_f, absd) -> None:
         """Merge each window's peak |gap| per neuron into the neuron's top-k windows."""
         k = self.ex_gap.shape[2]
         B, T, n = absd.shape
@@ -407,17 +415,14 @@ class NeuronProfiler:
         rows = pos.T + torch.arange(B).mul_(T)  # flat position of each candidate
         cand_b = a_b.view(B * T, n)[rows, cols.unsqueeze(1)]
         cand_f = a_f.view(B * T, n)[rows, cols.unsqueeze(1)]
-        cand_tok = snippets.reshape(B * T, -1)[rows]  # [c, B, S]
+        cand_at = rows + self.n_windows * T
         keep_val, keep = torch.cat([self.ex_gap[layer, cols], val], dim=1).topk(k, dim=1)
         self.ex_gap[layer, cols] = keep_val
         self.ex_base[layer, cols] = torch.cat([self.ex_base[layer, cols], cand_b], 1).gather(
             1, keep
         )
         self.ex_ft[layer, cols] = torch.cat([self.ex_ft[layer, cols], cand_f], 1).gather(1, keep)
-        toks = torch.cat([self.ex_tokens[layer, cols], cand_tok], 1)
-        self.ex_tokens[layer, cols] = toks.gather(
-            1, keep.unsqueeze(-1).expand(-1, -1, toks.shape[-1])
-        )
+        self.ex_at[layer, cols] = torch.cat([self.ex_at[layer, cols], cand_at], 1).gather(1, keep)
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -425,8 +430,10 @@ class NeuronProfiler:
             "ex_gap": self.ex_gap,
             "ex_base": self.ex_base,
             "ex_ft": self.ex_ft,
-            "ex_tokens": self.ex_tokens,
-            "progress": torch.tensor([self.batches_done, self.n_tokens], dtype=torch.int64),
+            "ex_at": self.ex_at,
+            "progress": torch.tensor(
+                [self.batches_done, self.n_tokens, self.n_windows], dtype=torch.int64
+            ),
         }
         for mode, st in self.state.items():
             out.update({f"{mode}.{k}": v for k, v in st.sums.items()})
@@ -436,8 +443,10 @@ class NeuronProfiler:
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         self.ex_gap, self.ex_base = tensors["ex_gap"], tensors["ex_base"]
-        self.ex_ft, self.ex_tokens = tensors["ex_ft"], tensors["ex_tokens"]
-        self.batches_done, self.n_tokens = (int(x) for x in tensors["progress"].tolist())
+        self.ex_ft, self.ex_at = tensors["ex_ft"], tensors["ex_at"]
+        self.batches_done, self.n_tokens, self.n_windows = (
+            int(x) for x in tensors["progress"].tolist()
+        )
         for mode, st in self.state.items():
             st.sums = {k: tensors[f"{mode}.{k}"] for k in _SUMS}
             st.hist = tensors[f"{mode}.hist"]
@@ -445,7 +454,8 @@ class NeuronProfiler:
 
     # -- result -------------------------------------------------------------------------------
     @torch.no_grad()
-    def finish(self) -> NeuronProfile:
+    def finish(self, windows: torch.Tensor) -> NeuronProfile:
+        """The profile; `windows` is the corpus [N, T] the batches came from, in order."""
         if self.n_tokens == 0:
             raise ValueError("no tokens were profiled: the corpus is empty")
         metrics, means = {}, {}
@@ -463,7 +473,7 @@ class NeuronProfiler:
             self.ex_gap.clone(),
             self.ex_base.clone(),
             self.ex_ft.clone(),
-            self.ex_tokens.clone(),
+            self._snippets(windows),
             self.cfg,
             self.n_tokens,
             self.pair.fingerprint(),
@@ -572,7 +582,10 @@ def profile_neurons(
     if ckpt is not None and ckpt.exists():
         from safetensors.torch import load_file
 
-        prof.load_state(load_file(str(ckpt)))
+        try:
+            prof.load_state(load_file(str(ckpt)))
+        except (KeyError, ValueError):  # written by another version of the profiler: start over
+            prof = NeuronProfiler(pair, cfg)
     starts = list(range(0, windows.shape[0], cfg.batch_size))
     for i, start in enumerate(starts):
         if i < prof.batches_done:
@@ -582,7 +595,7 @@ def profile_neurons(
             progress((i + 1) / len(starts), f"profiled {prof.n_tokens} tokens")
         if ckpt is not None and (i + 1) % checkpoint_every == 0 and i + 1 < len(starts):
             save_tensors(ckpt, prof.state_tensors())
-    result = prof.finish()
+    result = prof.finish(windows)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()
     return result

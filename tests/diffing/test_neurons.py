@@ -14,6 +14,7 @@ from diffscope.diffing.clusters import cluster_neurons
 from diffscope.diffing.neurons import NeuronProfile, ProfileConfig, profile_neurons
 from diffscope.models import ModelPair, capture
 from diffscope.organisms.registry import get_organism, load_pair, with_built_ground_truth
+from diffscope.paths import save_tensors
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,10 @@ def test_checkpoint_resume_equals_uninterrupted(base_pair, windows, tmp_path):
     for metric, value in full.metrics["total"].items():
         assert torch.allclose(value, resumed.metrics["total"][metric], atol=1e-6), metric
     assert torch.equal(full.ex_tokens, resumed.ex_tokens)
+    # a checkpoint left by another version of the profiler is set aside, not trusted
+    save_tensors(ckpt, {"ex_tokens": torch.zeros(2, 2), "progress": torch.tensor([3, 5])})
+    fresh = profile_neurons(pair, windows[:64], cfg, checkpoint=ckpt)
+    assert torch.equal(full.ex_tokens, fresh.ex_tokens) and not ckpt.exists()
 
 
 def test_profile_round_trips_through_safetensors(base_pair, windows, tmp_path):
