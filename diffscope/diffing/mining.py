@@ -80,15 +80,19 @@ class DiffMining(BaseModel):
     def ranked(
         self, pair: ModelPair, order_by: OrderBy, k: int, promoted: bool = True
     ) -> list[TokenStat]:
-        """The k tokens ranked by `order_by` (highest first when promoted, lowest first when not),
-        ties broken by mean difference."""
+        """The k tokens of the tokenizer ranked by `order_by`, highest first when promoted and
+        lowest first when not (for `occurrence`, demoted tokens rank by bottom-K occurrence),
+        ties broken by mean difference and then by token id."""
         if order_by not in PER_TOKEN:
             raise ValueError(f"order_by must be one of {', '.join(PER_TOKEN)}, not {order_by!r}")
         n = min(int(self.mean_diff.shape[0]), len(pair.tokenizer))
-        key = getattr(self, order_by)[:n].double()
         tie = self.mean_diff[:n].double()
-        if not promoted:
-            key, tie = -key, -tie
+        if order_by == "occurrence" and not promoted:
+            key, tie = self.neg_occurrence[:n].double(), -tie
+        else:
+            key = getattr(self, order_by)[:n].double()
+            if not promoted:
+                key, tie = -key, -tie
         order = torch.argsort(tie, descending=True, stable=True)
         order = order[torch.argsort(key[order], descending=True, stable=True)][:k]
         rates = self.occurrence if promoted else self.neg_occurrence
@@ -126,15 +130,6 @@ class _Reservoir:
                     self.ids[j] = ids[i].clone()
                     self.values[j] = values[i].clone()
             self.seen += 1
-
-
-def _ranked(counts: torch.Tensor, mean: torch.Tensor, n: int) -> list[int]:
-    """Tokens with a non-zero count, by count and then by `mean` (both descending)."""
-    hit = torch.nonzero(counts > 0).view(-1)
-    if hit.numel() == 0:
-        return []
-    keys = sorted(hit.tolist(), key=lambda t: (-int(counts[t]), -float(mean[t]), t))
-    return keys[:n]
 
 
 def _topics(
@@ -284,8 +279,10 @@ def mine_logit_diffs(
         mean_diff=mean.float(),
         mass_shift=shift.float(),
     )
-    result.promoted = [result._stat(pair, t, rate) for t in _ranked(occurrence, mean, n_report)]
-    result.demoted = [
-        result._stat(pair, t, neg_rate) for t in _ranked(neg_occurrence, -mean, n_report)
-    ]
+
+    def in_top_k(promoted: bool) -> list[TokenStat]:  # tokens in some position's top-K at all
+        ranked = result.ranked(pair, "occurrence", n_report, promoted=promoted)
+        return [stat for stat in ranked if stat.occurrence > 0]
+
+    result.promoted, result.demoted = in_top_k(True), in_top_k(False)
     return result

@@ -30,6 +30,9 @@ Prompt = Annotated[
 ]
 Which = Literal["base", "finetuned"]
 SeedArg = Annotated[int, Field(ge=0, le=2**31 - 1, description="sampling seed")]
+TemperatureArg = Annotated[
+    float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy; higher samples")
+]
 ChatArg = Annotated[
     bool | None,
     Field(description="wrap prompts in the chat template (default: when the pair is chat)"),

@@ -15,6 +15,7 @@ from diffscope.tools.common import (
     ModelChoice,
     Prompt,
     SeedArg,
+    TemperatureArg,
     check_prompts,
     count_tokens,
     engine_errors,
@@ -67,10 +68,7 @@ def query_models(
     max_new_tokens: Annotated[
         int, Field(ge=1, le=MAX_NEW_TOKENS, description="tokens to generate per completion")
     ] = 32,
-    temperature: Annotated[
-        float,
-        Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy; higher samples"),
-    ] = 0.0,
+    temperature: TemperatureArg = 0.0,
     seed: SeedArg = 0,
     chat: ChatArg = None,
 ) -> QueryResult:

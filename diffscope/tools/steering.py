@@ -17,6 +17,7 @@ from diffscope.tools.common import (
     ChatArg,
     Prompt,
     SeedArg,
+    TemperatureArg,
     Which,
     artifacts,
     check_layer,
@@ -163,9 +164,7 @@ def steer(
         Which, Field(description="model to steer (base: does the difference recreate the ft?)")
     ] = "base",
     max_new_tokens: Annotated[int, Field(ge=1, le=128, description="tokens to generate")] = 24,
-    temperature: Annotated[
-        float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
-    ] = 0.0,
+    temperature: TemperatureArg = 0.0,
     seed: SeedArg = 0,
     chat: ChatArg = None,
 ) -> SteerResult:
@@ -233,9 +232,7 @@ def amplify(
     ] = 2.0,
     n_samples: Annotated[int, Field(ge=1, le=4, description="samples per prompt")] = 2,
     max_new_tokens: Annotated[int, Field(ge=1, le=64, description="tokens per sample")] = 24,
-    temperature: Annotated[
-        float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="0 is greedy")
-    ] = 1.0,
+    temperature: TemperatureArg = 1.0,
     seed: SeedArg = 0,
     chat: ChatArg = None,
 ) -> AmplifyResult:
