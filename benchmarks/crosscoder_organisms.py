@@ -1,16 +1,20 @@
 """Crosscoders on a toy organism: BatchTopK versus L1 on the same paired activations.
 
 The must-show measurements of the crosscoder work, on an organism whose fine-tune introduced a
-new concept (default `backdoor`: the trigger "zephyr" and the phrase "the purple moon sings"):
+new concept (default `music_lora`: stories about concerts, bands and instruments; `backdoor`:
+the trigger "zephyr" and the phrase "the purple moon sings"):
 
 - FVE per model (and L0, dead fraction) of a BatchTopK (k <= 32) and an L1 crosscoder;
 - how many latents each classes as fine-tune-only (Delta < 0.1);
 - of the L1's fine-tune-only latents, how many latent scaling flags as Complete Shrinkage (nu on
   the error target >= 0.5) or Latent Decoupling (nu on the reconstruction target >= 0.5);
 - for BatchTopK, whether at least one fine-tune-specific latent (among the top candidates by
-  relative decoder norm) has nu < 0.5 on both targets and exemplars that are the concept's words
+  relative decoder norm) has |nu| < 0.5 on both targets and exemplars that are the concept's words
   (at least half of its top exemplars), with those exemplars printed; and whether such a latent
-  is also classed fine-tune-only (Delta < 0.1), the must-show (`concept_latent_ft_only`).
+  is also classed fine-tune-only (Delta < 0.1), the must-show (`concept_latent_ft_only`);
+- the same search over the L1 crosscoder's candidates (all classed fine-tune-only when it has more
+  than `n_candidates` of them): latent scaling as the filter that keeps the genuine ones
+  (`l1_concept_latent_ft_only`).
 
 The activations come from the middle layer over a corpus of general world documents mixed with the
 organism's own narrow fine-tuning documents (a share `--narrow-share`), since the concept never
@@ -18,7 +22,7 @@ occurs in the general corpus; the corpus is written once under $DIFFSCOPE_HOME/b
 
 Prints a table and a final line of JSON. Target (small zoo, k <= 32): FVE >= 0.8 for each model.
 
-Usage: python benchmarks/crosscoder_organisms.py [--size micro|small] [--organism backdoor]
+Usage: python benchmarks/crosscoder_organisms.py [--size micro|small] [--organism music_lora]
        [--steps 3000] [--k 16] [--l1-coeff 1.5] [--windows 800] [--threads 2]
 """
 
@@ -89,18 +93,18 @@ def failure_modes(art: CrosscoderArtifact, latents: list[int]) -> dict[str, Any]
         "fired": int(fired.sum()),
         "complete_shrinkage": int((fired & (err >= NU_MAX)).sum()),
         "latent_decoupling": int((fired & (rec >= NU_MAX)).sum()),
-        "genuine": int((fired & (rec < NU_MAX) & (err < NU_MAX)).sum()),
+        "genuine": int((fired & (rec.abs() < NU_MAX) & (err.abs() < NU_MAX)).sum()),
         "median_nu_reconstruction": float(rec[fired].median()) if fired.any() else None,
         "median_nu_error": float(err[fired].median()) if fired.any() else None,
     }
 
 
 def concept_latents(art: CrosscoderArtifact, concept: set[str], k: int = 10) -> list[dict]:
-    """Fine-tune-specific candidates (nu < NU_MAX on both targets) with their concept hit rate."""
+    """Fine-tune-specific candidates (|nu| < NU_MAX on both targets) with their concept hit rate."""
     found = []
     for rank, j in enumerate(art.ft_candidates):
         nu = art.nu(j, "finetuned")
-        if nu is None or not all(v == v and v < NU_MAX for v in nu):
+        if nu is None or not all(abs(v) < NU_MAX for v in nu):
             continue
         ex = art.exemplars(j, k)
         hits = sum(e.word in concept for e in ex)
@@ -120,10 +124,27 @@ def concept_latents(art: CrosscoderArtifact, concept: set[str], k: int = 10) -> 
     return found
 
 
+def concept_hits(found: list[dict]) -> list[dict]:
+    """The candidates at least half of whose exemplars are the concept's words."""
+    return [c for c in found if 2 * c["concept_hits"] >= c["exemplars"] > 0]
+
+
+def print_concept_latents(found: list[dict]) -> None:
+    """Each latent's classes and latent scaling, then its top exemplars."""
+    for c in found:
+        print(
+            f"  latent {c['latent']} (rank {c['rank']}, Delta {c['delta']}, nu rec "
+            f"{c['nu_reconstruction']}, nu err {c['nu_error']}, concept hits "
+            f"{c['concept_hits']}/{c['exemplars']}):"
+        )
+        for value, text in c["examples"][:6]:
+            print(f"    {value:>7}  {text}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="small", choices=["micro", "small"])
-    ap.add_argument("--organism", default="backdoor", choices=sorted(CONCEPTS))
+    ap.add_argument("--organism", default="music_lora", choices=sorted(CONCEPTS))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--dict-size", type=int, default=None)
@@ -131,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", type=int, default=800)
     ap.add_argument("--narrow-share", type=float, default=0.25)
     ap.add_argument("--layer", type=int, default=None)
+    ap.add_argument(
+        "--candidates",
+        type=int,
+        default=256,
+        help="most fine-tune-specific latents given latent scaling and exemplars (per crosscoder)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if not 1 <= args.k <= 32:
@@ -151,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": spec,
         "steps": args.steps,
         "dict_size": args.dict_size,
+        "n_candidates": args.candidates,
         "progress": True,
     }
     t0 = time.time()
@@ -167,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     l1_top = failure_modes(l1, l1.ft_candidates[:32])
     topk_top = failure_modes(topk, topk.ft_candidates[:32])
     concepts = concept_latents(topk, concept)
-    hit = [c for c in concepts if 2 * c["concept_hits"] >= c["exemplars"] > 0]
+    hit = concept_hits(concepts)
     hit_ft_only = [c for c in hit if c["ft_only"]]
+    l1_concepts = concept_latents(l1, concept)
+    l1_hit_ft_only = [c for c in concept_hits(l1_concepts) if c["ft_only"]]
 
     print(
         f"organism {args.organism} ({args.size} zoo), layer {topk.layer}, d_model {pair.d_model}, "
@@ -189,18 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("complete_shrinkage", "latent_decoupling", "genuine"):
             print(f"{'  ' + key:<28}{a[key]:>12}{b[key]:>12}")
     print(
-        f"BatchTopK fine-tune-specific candidates with nu < {NU_MAX} on both targets: "
+        f"BatchTopK fine-tune-specific candidates with |nu| < {NU_MAX} on both targets: "
         f"{len(concepts)}; with concept exemplars ({', '.join(sorted(concept)[:8])}...): {len(hit)}"
         f"; of those classed fine-tune-only (Delta < 0.1): {len(hit_ft_only)}"
     )
-    for c in hit[:3] or concepts[:1]:
-        print(
-            f"  latent {c['latent']} (rank {c['rank']}, Delta {c['delta']}, nu rec "
-            f"{c['nu_reconstruction']}, nu err {c['nu_error']}, concept hits "
-            f"{c['concept_hits']}/{c['exemplars']}):"
-        )
-        for value, text in c["examples"][:6]:
-            print(f"    {value:>7}  {text}")
+    print_concept_latents(hit[:3] or concepts[:1])
+    print(
+        f"L1 candidates with |nu| < {NU_MAX} on both targets: {len(l1_concepts)} of "
+        f"{len(l1.ft_candidates)}; classed fine-tune-only with concept exemplars: "
+        f"{len(l1_hit_ft_only)}"
+    )
+    print_concept_latents(l1_hit_ft_only[:2])
     fve_ok = all(stats[s][f] >= 0.8 for s in stats for f in ("fve_base", "fve_finetuned"))
     result = {
         "organism": args.organism,
@@ -220,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         "concept_latent_found": bool(hit),
         "concept_latent_ft_only": bool(hit_ft_only),
         "best_concept_delta": min((c["delta"] for c in hit), default=None),
+        "l1_genuine_candidates": len(l1_concepts),
+        "l1_concept_latents": [
+            {k: v for k, v in c.items() if k != "examples"} for c in l1_hit_ft_only[:5]
+        ],
+        "l1_concept_latent_ft_only": bool(l1_hit_ft_only),
         "seconds": round(t2 - t0, 1),
     }
     print(json.dumps(result))

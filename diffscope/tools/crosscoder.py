@@ -101,7 +101,7 @@ class LatentInfo(BaseModel):
     )
     nu_error: float | None = Field(None, description="latent scaling nu on the error target")
     specific: bool | None = Field(
-        None, description="whether latent scaling confirms it (nu < 0.5 on both targets)"
+        None, description="whether latent scaling confirms it (|nu| < 0.5 on both targets)"
     )
     exemplars: list[LatentExemplar] = Field(default_factory=list)
 

@@ -174,6 +174,26 @@ def test_base_side_scaling_mirrors_the_model(artifact):
     torch.testing.assert_close(mirrored.nu, plain.nu, equal_nan=True)
 
 
+def test_specific_keeps_nu_near_zero_on_both_targets(artifact):
+    nu = artifact.ft_scaling.nu
+    expected = [
+        j
+        for i, j in enumerate(artifact.ft_candidates)
+        if bool(torch.isfinite(nu[:, i]).all()) and bool((nu[:, i].abs() < 0.5).all())
+    ]
+    assert artifact.specific("finetuned") == expected
+    # a strongly negative nu (the base holds the direction with the opposite sign) is not "absent"
+    flipped = artifact.ft_scaling.nu.clone()
+    flipped[:, 0] = torch.tensor([-3.0, 0.0])  # only the sign keeps it from looking absent
+    original = artifact.ft_scaling.nu
+    try:
+        artifact.ft_scaling.nu = flipped
+        assert artifact.ft_candidates[0] not in artifact.specific("finetuned")
+        assert artifact.ft_candidates[0] in artifact.specific("finetuned", max_nu=1e9)
+    finally:
+        artifact.ft_scaling.nu = original
+
+
 def test_category_counts_and_intervals():
     ft = ["sea"] * 6 + [OTHER] * 2
     base = ["sea"] * 3 + ["music"] * 3

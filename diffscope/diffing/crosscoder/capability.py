@@ -1,7 +1,7 @@
 """Capability-level diffing: what kinds of latents the fine-tune gained and lost.
 
 The model-specific latents of a crosscoder (candidates ranked by relative decoder norm, kept when
-latent scaling gives nu below a bound on both targets) are sorted into categories, and the category
+latent scaling gives |nu| below a bound on both targets) are sorted into categories, and the category
 counts of the two sides compared, with bootstrap 95% confidence intervals (there are few latents per
 side) and the % change from the base-only to the fine-tune-only count.
 

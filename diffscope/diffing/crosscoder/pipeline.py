@@ -70,7 +70,8 @@ ANALYSIS_JSON = "analysis.json"
 ANALYSIS_TENSORS = "analysis.safetensors"
 LOSSES: tuple[str, ...] = ("batchtopk", "l1")
 NU_MAX = 0.5
-"""Latent scaling: nu below this on both targets marks a genuine model-specific latent."""
+"""Latent scaling: |nu| below this on both targets marks a genuine model-specific latent (the
+other model holds the latent's direction neither with the same sign nor with the opposite one)."""
 EXEMPLAR_K = 20
 _MARK_OPEN, _MARK_CLOSE = "[[", "]]"
 
@@ -339,10 +340,10 @@ class CrosscoderArtifact:
         return None
 
     def specific(self, side: Side = "finetuned", max_nu: float = NU_MAX) -> list[int]:
-        """Candidates latent scaling confirms as specific to `side`: finite nu below `max_nu` on
-        both the reconstruction and the error target (ranked as the candidates are)."""
+        """Candidates latent scaling confirms as specific to `side`: finite |nu| below `max_nu`
+        on both the reconstruction and the error target (ranked as the candidates are)."""
         sc = self.scaling(side)
-        ok = torch.isfinite(sc.nu).all(0) & (sc.nu < max_nu).all(0)
+        ok = torch.isfinite(sc.nu).all(0) & (sc.nu.abs() < max_nu).all(0)
         return sc.latents[ok].tolist()
 
     def summary(self) -> dict[str, Any]:
