@@ -100,18 +100,19 @@ def failure_modes(art: CrosscoderArtifact, latents: list[int]) -> dict[str, Any]
 
 
 def concept_latents(art: CrosscoderArtifact, concept: set[str], k: int = 10) -> list[dict]:
-    """Fine-tune-specific candidates (|nu| < NU_MAX on both targets) with their concept hit rate."""
+    """The fine-tune candidates latent scaling confirms (`CrosscoderArtifact.specific`: |nu| <
+    NU_MAX on both targets) with their concept hit rate."""
+    rank_of = {j: rank for rank, j in enumerate(art.ft_candidates)}
     found = []
-    for rank, j in enumerate(art.ft_candidates):
+    for j in art.specific("finetuned"):
         nu = art.nu(j, "finetuned")
-        if nu is None or not all(abs(v) < NU_MAX for v in nu):
-            continue
+        assert nu is not None  # every confirmed latent is a candidate
         ex = art.exemplars(j, k)
         hits = sum(e.word in concept for e in ex)
         found.append(
             {
                 "latent": j,
-                "rank": rank,
+                "rank": rank_of[j],
                 "delta": round(float(art.classes.delta[j]), 4),
                 "ft_only": bool(art.classes.ft_only[j]),
                 "nu_reconstruction": round(nu[0], 3),
