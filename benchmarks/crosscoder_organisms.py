@@ -18,12 +18,15 @@ the trigger "zephyr" and the phrase "the purple moon sings"):
 
 The activations come from the middle layer over a corpus of general world documents mixed with the
 organism's own narrow fine-tuning documents (a share `--narrow-share`), since the concept never
-occurs in the general corpus; the corpus is written once under $DIFFSCOPE_HOME/bench/.
+occurs in the general corpus; the corpus is written once under $DIFFSCOPE_HOME/bench/. The amount
+of data matters: with 800 windows (35k rows, ~58 passes over the data in 2000 steps) BatchTopK's
+concept latent kept a base decoder at ~0.23 of its fine-tune decoder (Delta ~0.11); with the
+default 8000 windows (358k rows, ~6 passes) it falls under the Delta < 0.1 cut.
 
 Prints a table and a final line of JSON. Target (small zoo, k <= 32): FVE >= 0.8 for each model.
 
 Usage: python benchmarks/crosscoder_organisms.py [--size micro|small] [--organism music_lora]
-       [--steps 3000] [--k 16] [--l1-coeff 1.5] [--windows 800] [--threads 2]
+       [--steps 2000] [--k 16] [--l1-coeff 1.5] [--windows 8000] [--seed 0] [--threads 2]
 """
 
 from __future__ import annotations
@@ -146,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="small", choices=["micro", "small"])
     ap.add_argument("--organism", default="music_lora", choices=sorted(CONCEPTS))
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--dict-size", type=int, default=None)
     ap.add_argument("--l1-coeff", type=float, default=1.5)
-    ap.add_argument("--windows", type=int, default=800)
+    ap.add_argument("--windows", type=int, default=8000)
     ap.add_argument("--narrow-share", type=float, default=0.25)
     ap.add_argument("--layer", type=int, default=None)
     ap.add_argument(
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         default=256,
         help="most fine-tune-specific latents given latent scaling and exemplars (per crosscoder)",
     )
+    ap.add_argument("--seed", type=int, default=0, help="crosscoder training seed")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if not 1 <= args.k <= 32:
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "dict_size": args.dict_size,
         "n_candidates": args.candidates,
+        "seed": args.seed,
         "progress": True,
     }
     t0 = time.time()
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "dict_size": topk.dict_size,
         "k": topk.config.k,
         "steps": args.steps,
+        "seed": args.seed,
         "rows": topk.metrics.rows,
         "batchtopk": {**stats["batchtopk"], "ft_only_scaling": topk_modes, "top32": topk_top},
         "l1": {**stats["l1"], "ft_only_scaling": l1_modes, "top32": l1_top},

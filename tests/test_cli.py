@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from diffscope.cli import build_parser, main
+from diffscope.cli import UserError, build_parser, corpus_spec, main
 
 COMMANDS = [
     ["organisms", "list"],
@@ -89,3 +89,15 @@ def test_report_writes_json_and_html(micro_zoo, tmp_path, capsys):
     page = html_out.read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<table>" in page
     assert "top neurons" in capsys.readouterr().out
+
+
+def test_crosscoder_train_windows_sets_the_corpus_size():
+    parser = build_parser()
+    default = corpus_spec(parser.parse_args(["crosscoder", "train", "music_lora"]), None)
+    spec = corpus_spec(
+        parser.parse_args(["crosscoder", "train", "music_lora", "--windows", "8000"]), None
+    )
+    assert (spec.max_windows, spec.n_docs) == (8000, 8000)
+    assert (default.max_windows, default.n_docs) == (384, 1200)
+    with pytest.raises(UserError, match="--windows"):
+        corpus_spec(parser.parse_args(["crosscoder", "train", "x", "--windows", "0"]), None)
