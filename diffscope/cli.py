@@ -323,15 +323,15 @@ def cmd_crosscoder_train(args: argparse.Namespace) -> int:
     from diffscope.diffing.crosscoder.pipeline import train_for_pair
 
     org, loader = resolve_pair_args(args)
-    pair = loader()
+    corpus = corpus_spec(args, org)
     art = train_for_pair(
-        pair,
+        loader(),
         layer=args.layer,
         loss=args.loss,
         dict_size=args.dict_size,
         k=args.k,
         steps=args.steps,
-        corpus=corpus_spec(args, org),
+        corpus=corpus,
     )
     out.print_json(data=art.summary())
     return 0
