@@ -88,8 +88,27 @@ class _ForwardDone(Exception):
     """Raised from a hook to end a forward pass once everything wanted has been captured."""
 
 
-def _stop(_acts: torch.Tensor) -> None:
-    raise _ForwardDone
+def _run_until_neurons(
+    block: nn.Module,
+    family: Family,
+    run: Callable[[], object],
+    keep: Callable[[torch.Tensor], None] | None = None,
+) -> None:
+    """Call `run()` and end it as soon as `block`'s MLP has computed its neurons (handing them to
+    `keep` first, when given)."""
+
+    def stop(acts: torch.Tensor) -> None:
+        if keep is not None:
+            keep(acts)
+        raise _ForwardDone
+
+    handle = on_neurons(block, family, stop)
+    try:
+        run()
+    except _ForwardDone:
+        pass
+    finally:
+        handle.remove()
 
 
 def forward_until_neurons(
@@ -98,13 +117,7 @@ def forward_until_neurons(
     """Run `model` on `inputs` only as far as the MLP neuron activations of `layer`: later layers,
     the final norm and the unembedding (often the costliest matmul) are skipped. Hooks registered
     before this call (e.g. by `capture`) on that layer's neuron module still run first."""
-    handle = on_neurons(blocks(model, family)[layer], family, _stop)
-    try:
-        model(**inputs)
-    except _ForwardDone:
-        pass
-    finally:
-        handle.remove()
+    _run_until_neurons(blocks(model, family)[layer], family, lambda: model(**inputs))
 
 
 @contextmanager
@@ -147,16 +160,5 @@ def neuron_activations_from_mlp_input(
     norm = get_module(block, family.mlp_norm)
     mlp = get_module(block, family.mlp)
     got: list[torch.Tensor] = []
-
-    def keep_and_stop(acts: torch.Tensor) -> None:
-        got.append(acts)
-        raise _ForwardDone
-
-    handle = on_neurons(block, family, keep_and_stop)
-    try:
-        mlp(norm(resid_in))
-    except _ForwardDone:
-        pass
-    finally:
-        handle.remove()
+    _run_until_neurons(block, family, lambda: mlp(norm(resid_in)), got.append)
     return got[0]
