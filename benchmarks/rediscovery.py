@@ -76,6 +76,15 @@ FUNCTION_WORDS = frozenset(
 RANKINGS = ("occurrence", "mass_shift")
 
 
+def largest_per_metric(profile) -> dict[str, float]:
+    """The largest |value| of every metric in every mode of a neuron profile ("mode/metric")."""
+    return {
+        f"{mode}/{metric}": float(profile.metrics[mode][metric].abs().max())
+        for mode in profile.modes
+        for metric in METRICS
+    }
+
+
 def key_vocabulary(org) -> set[str]:
     """Content words (3+ letters, no function words) of the organism's key-fact phrases."""
     words: set[str] = set()
@@ -133,16 +142,7 @@ def main() -> None:
     twin_prof = profile_neurons(twin, arts.windows(), ProfileConfig(intrinsic=True))
     floor = float(twin_prof.metrics["total"]["rms"].max())
     noop = Artifacts(load_pair(organisms["null_adapter"], size=args.size)).neuron_profile()
-    noop_max = {
-        f"{mode}/{metric}": float(noop.metrics[mode][metric].abs().max())
-        for mode in noop.modes
-        for metric in METRICS
-    }
-    floor_all = {
-        f"{mode}/{metric}": float(twin_prof.metrics[mode][metric].abs().max())
-        for mode in twin_prof.modes
-        for metric in METRICS
-    }
+    noop_max, floor_all = largest_per_metric(noop), largest_per_metric(twin_prof)
     noop_within = all(noop_max[k] <= floor_all[k] for k in noop_max)
     null_top = arts.neuron_profile().top(5, "rms", "total")
     null_max = null_top[0].score

@@ -32,6 +32,7 @@ class CorpusSpec(BaseModel):
 
 
 PROFILE_FORMAT = 2  # bump when a cached profile's content changes (2: one exemplar per window)
+MINING_FORMAT = 2  # bump when cached diff mining changes (2: predicted-mass shift per token)
 
 
 def config_key(*parts: BaseModel | dict | str) -> str:
@@ -110,8 +111,8 @@ class Artifacts:
         """Tokens the fine-tune promotes and demotes, with NMF topics (cached as JSON)."""
         from diffscope.diffing.mining import PER_TOKEN, DiffMining, mine_logit_diffs
 
-        settings = {"positions": positions, "top_k": top_k, "topics": n_topics, "version": 2}
-        key = config_key(settings, self.corpus)
+        settings = {"positions": positions, "top_k": top_k, "topics": n_topics}
+        key = config_key({**settings, "version": MINING_FORMAT}, self.corpus)
         if key in self._memo:
             return self._memo[key]
         path = self.root / f"mining-{key}.json"
