@@ -6,7 +6,6 @@ recall of claimed neurons), `RubricGrader` (an LLM over any provider, last `SCOR
 """
 
 from diffscope.graders.base import Grade, Grader, grade_sync
-from diffscope.graders.hypothesis import Hypothesis
 from diffscope.graders.keyfacts import KeyFactGrader
 from diffscope.graders.perturbation import (
     PerturbationGrader,
@@ -21,7 +20,6 @@ __all__ = [
     "RUBRICS",
     "Grade",
     "Grader",
-    "Hypothesis",
     "KeyFactGrader",
     "OfflineGrader",
     "PerturbationGrader",

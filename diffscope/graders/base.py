@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, model_validator
 
-from diffscope.graders.hypothesis import Hypothesis
+from diffscope.llm import Hypothesis
 from diffscope.organisms.schema import Organism
 
 MIN_SCORE = 1.0

@@ -34,8 +34,8 @@ from __future__ import annotations
 import math
 
 from diffscope.graders.base import Grade, SyncGradeMixin
-from diffscope.graders.hypothesis import Hypothesis
 from diffscope.graders.text import MatchText, is_negator, stem, strip_grader_text, tokenize
+from diffscope.llm import Hypothesis
 from diffscope.organisms.schema import KeyFact, Organism
 
 CORE_FLOOR_TYPES = frozenset({"topic", "sentiment", "persona"})

@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 
 from diffscope.graders.base import Grade, SyncGradeMixin
-from diffscope.graders.hypothesis import Hypothesis
 from diffscope.graders.keyfacts import KeyFactGrader
 from diffscope.graders.text import strip_grader_text
+from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import with_built_ground_truth
 from diffscope.organisms.schema import Organism
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffscope.agent.providers.registry import get_provider
 from diffscope.graders.base import Grade, Grader, SyncGradeMixin
-from diffscope.graders.hypothesis import Hypothesis
 from diffscope.graders.keyfacts import KeyFactGrader
 from diffscope.graders.perturbation import PerturbationGrader, PerturbationKeyFactGrader
 from diffscope.graders.rubric import RubricGrader
+from diffscope.llm import Hypothesis, get_provider
 from diffscope.organisms.schema import Organism
 
 

@@ -23,9 +23,8 @@ import re
 import statistics
 from typing import Any, Literal
 
-from diffscope.agent.providers.base import Message, Provider, ProviderError
 from diffscope.graders.base import MAX_SCORE, MIN_SCORE, Grade, SyncGradeMixin
-from diffscope.graders.hypothesis import Hypothesis
+from diffscope.llm import Hypothesis, Message, Provider, ProviderError
 from diffscope.organisms.schema import Organism
 
 SCALE = "Score on a 1-5 scale (decimals allowed)."

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from diffscope.graders import Hypothesis, get_grader
+from diffscope.graders import get_grader
+from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import get_organism
 from diffscope.organisms.schema import Organism
 

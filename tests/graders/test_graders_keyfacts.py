@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from graders_heldout import accuracy_by_type, grade_heldout
 
-from diffscope.graders import Hypothesis, KeyFactGrader
+from diffscope.graders import KeyFactGrader
 from diffscope.graders.keyfacts import fraction_score
+from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import get_organism
 from diffscope.organisms.schema import GroundTruth, KeyFact, Organism
 

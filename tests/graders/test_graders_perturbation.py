@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from diffscope.graders import Hypothesis, PerturbationGrader, get_grader, parse_neurons
+from diffscope.graders import PerturbationGrader, get_grader, parse_neurons
 from diffscope.graders.perturbation import PerturbationKeyFactGrader, prf
+from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import get_organism
 from diffscope.organisms.schema import Organism
 

@@ -7,11 +7,9 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from diffscope.agent.providers import ProviderError
 from diffscope.graders import (
     Grade,
     Grader,
-    Hypothesis,
     KeyFactGrader,
     OfflineGrader,
     PerturbationGrader,
@@ -20,6 +18,7 @@ from diffscope.graders import (
     get_grader,
     grade_sync,
 )
+from diffscope.llm import Hypothesis, ProviderError
 from diffscope.organisms.registry import get_organism
 
 

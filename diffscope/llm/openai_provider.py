@@ -12,7 +12,7 @@ from typing import Any, Literal
 import httpx2
 import openai
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     CONTENT_FILTER,
     MAX_TOKENS,
     REFUSAL,
@@ -25,8 +25,8 @@ from diffscope.agent.providers.base import (
     ToolSpec,
     Usage,
 )
-from diffscope.agent.providers.retry import RetryPolicy
-from diffscope.agent.providers.sdk import SDKProvider
+from diffscope.llm.retry import RetryPolicy
+from diffscope.llm.sdk import SDKProvider
 
 _FINISH_REASONS = {
     "stop": STOP,
@@ -103,7 +103,7 @@ class OpenAIProvider(SDKProvider):
                     "function": {
                         "name": t.name,
                         "description": t.description,
-                        "parameters": t.schema(),
+                        "parameters": t.arguments_schema(),
                     },
                 }
                 for t in tools

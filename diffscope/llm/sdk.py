@@ -7,14 +7,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     Completion,
     Message,
     ProviderError,
     ToolSpec,
     TransientProviderError,
 )
-from diffscope.agent.providers.retry import RetryPolicy, error_from_status, with_retries
+from diffscope.llm.retry import RetryPolicy, error_from_status, with_retries
 
 
 class SDKProvider(ABC):

@@ -6,15 +6,20 @@ import asyncio
 
 import pytest
 
-from diffscope.agent.providers import (
+from diffscope.llm import (
+    PROVIDERS,
     AnthropicProvider,
     Message,
     OpenAIProvider,
+    ProviderConfig,
     ProviderError,
+    ProviderKind,
+    ScriptedProvider,
     check_provider_ready,
     get_provider,
+    reply,
 )
-from diffscope.agent.providers.mock_http import MockAPI, openai_chat_json
+from diffscope.llm.mock_http import MockAPI, openai_chat_json
 
 ENV_VARS = (
     "OPENAI_API_KEY",
@@ -75,10 +80,32 @@ def test_unknown_provider_lists_valid_ones() -> None:
         assert name in str(err.value)
 
 
-@pytest.mark.parametrize("model", ["heuristic", "scripted/test", "heuristic/v1"])
+@pytest.mark.parametrize("model", ["scripted", "scripted/test"])
 def test_reserved_names(model: str) -> None:
     with pytest.raises(ProviderError, match="is reserved for"):
         check_provider_ready(model)
+
+
+def test_registered_offline_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[ProviderConfig] = []
+
+    def build(config: ProviderConfig, **kw: object) -> ScriptedProvider:
+        built.append(config)
+        return ScriptedProvider([reply("offline")], name=config.name)
+
+    monkeypatch.setitem(PROVIDERS, "offline", ProviderKind("a test provider", build, offline=True))
+    assert get_provider("offline").name == "offline"
+    assert get_provider("offline/v2", retry=None).name == "offline/v2"
+    assert [c.model for c in built] == ["", "v2"]
+    assert check_provider_ready("offline/v2").api_key == ""
+    with pytest.raises(ProviderError, match=r"offline \(a test provider\)"):
+        get_provider("gemini/pro")
+
+
+def test_every_kind_is_described() -> None:
+    assert {"openai", "anthropic", "openai-compatible"} <= set(PROVIDERS)
+    for kind in PROVIDERS.values():
+        assert isinstance(kind, ProviderKind) and kind.description
 
 
 def test_openai_compatible_needs_base_url() -> None:

@@ -28,7 +28,7 @@ class ToolSpec(BaseModel):
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
-    def schema(self) -> dict[str, Any]:
+    def arguments_schema(self) -> dict[str, Any]:
         """The argument schema, with an empty object schema when none was given."""
         return self.parameters or {"type": "object", "properties": {}}
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from diffscope.agent.providers import (
+from diffscope.llm import (
     Completion,
     Message,
     OpenAIProvider,
@@ -21,7 +21,7 @@ from diffscope.agent.providers import (
     get_provider,
     parse_retry_after,
 )
-from diffscope.agent.providers.mock_http import MockAPI, error_response, openai_chat_json
+from diffscope.llm.mock_http import MockAPI, error_response, openai_chat_json
 
 TOOLS = [
     ToolSpec(

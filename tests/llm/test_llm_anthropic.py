@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from diffscope.agent.providers import (
+from diffscope.llm import (
     AnthropicProvider,
     Completion,
     Message,
@@ -18,7 +18,7 @@ from diffscope.agent.providers import (
     ToolSpec,
     get_provider,
 )
-from diffscope.agent.providers.mock_http import MockAPI, anthropic_message_json, error_response
+from diffscope.llm.mock_http import MockAPI, anthropic_message_json, error_response
 
 TOOLS = [
     ToolSpec(

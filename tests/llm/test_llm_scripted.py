@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from diffscope.agent.providers import (
+from diffscope.llm import (
     Completion,
     Message,
     Provider,

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from diffscope.agent.providers.base import ProviderError, TransientProviderError, is_retryable
+from diffscope.llm.base import ProviderError, TransientProviderError, is_retryable
 
 log = logging.getLogger(__name__)
 

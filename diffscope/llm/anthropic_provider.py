@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     MAX_TOKENS,
     REFUSAL,
     STOP,
@@ -25,8 +25,8 @@ from diffscope.agent.providers.base import (
     ToolSpec,
     Usage,
 )
-from diffscope.agent.providers.retry import RetryPolicy
-from diffscope.agent.providers.sdk import SDKProvider
+from diffscope.llm.retry import RetryPolicy
+from diffscope.llm.sdk import SDKProvider
 
 _STOP_REASONS = {
     "end_turn": STOP,
@@ -97,7 +97,7 @@ class AnthropicProvider(SDKProvider):
             body["system"] = system
         if tools:
             body["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.schema()}
+                {"name": t.name, "description": t.description, "input_schema": t.arguments_schema()}
                 for t in tools
             ]
         if temperature is not None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     STOP,
     TOOL_CALLS,
     Completion,

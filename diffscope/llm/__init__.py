@@ -1,14 +1,17 @@
-"""LLM providers behind one small protocol: OpenAI, Anthropic, OpenAI-compatible, scripted.
+"""LLM access at the base: providers behind one small protocol, the registry and the answer model.
 
-`get_provider("openai/gpt-5")` builds a provider from a name; `ScriptedProvider` is the offline
-twin for tests. Everything speaks `Message`, `ToolSpec`, `ToolCall` and `Completion`.
+`get_provider("openai/gpt-5")` builds a provider from a name through the `PROVIDERS` registry
+(OpenAI, Anthropic, OpenAI-compatible; offline providers such as the heuristic investigators
+register themselves from above); `ScriptedProvider` is the offline twin for tests. Everything
+speaks `Message`, `ToolSpec`, `ToolCall`, `Completion` and `Usage`; an investigator's answer is a
+`Hypothesis`. This package imports nothing else of diffscope: everything above may import it.
 The SDK adapters (`OpenAIProvider`, `AnthropicProvider`) are imported on first use, since the
 SDKs take seconds to import.
 """
 
 from typing import Any
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     Completion,
     Message,
     Provider,
@@ -19,14 +22,16 @@ from diffscope.agent.providers.base import (
     Usage,
     is_retryable,
 )
-from diffscope.agent.providers.registry import (
+from diffscope.llm.hypothesis import Hypothesis
+from diffscope.llm.registry import (
     PROVIDERS,
     ProviderConfig,
+    ProviderKind,
     check_provider_ready,
     get_provider,
 )
-from diffscope.agent.providers.retry import RetryPolicy, parse_retry_after, with_retries
-from diffscope.agent.providers.scripted import (
+from diffscope.llm.retry import RetryPolicy, parse_retry_after, with_retries
+from diffscope.llm.scripted import (
     ScriptedProvider,
     ScriptedRequest,
     ScriptExhausted,
@@ -39,11 +44,13 @@ __all__ = [
     "PROVIDERS",
     "AnthropicProvider",
     "Completion",
+    "Hypothesis",
     "Message",
     "OpenAIProvider",
     "Provider",
     "ProviderConfig",
     "ProviderError",
+    "ProviderKind",
     "RetryPolicy",
     "ScriptExhausted",
     "ScriptedProvider",
@@ -65,11 +72,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "OpenAIProvider":
-        from diffscope.agent.providers.openai_provider import OpenAIProvider
+        from diffscope.llm.openai_provider import OpenAIProvider
 
         return OpenAIProvider
     if name == "AnthropicProvider":
-        from diffscope.agent.providers.anthropic_provider import AnthropicProvider
+        from diffscope.llm.anthropic_provider import AnthropicProvider
 
         return AnthropicProvider
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
