@@ -1,11 +1,12 @@
-"""Investigator agents: LLM providers, the MCP tool session, the tool loop, prompts and run logs.
+"""Investigator agents: the MCP tool session, the tool loop, prompts, run logs, offline investigators.
 
-    from diffscope.agent import AgentBudget, ToolSession, investigate, run_investigation
+    from diffscope.agent import AgentBudget, ServerConnection, ToolSession, investigate
 
 `investigate(provider, session, budget=...)` runs one investigation over an open `ToolSession`;
-`run_investigation(organism, agent, model, budget, out)` builds the server and provider, runs and
-writes the log. The names below are imported on first use, so `import diffscope.agent.providers`
-stays light.
+`investigate_over(connection, provider, ...)` opens the `ServerConnection` an entry point built
+(an in-process server factory or a stdio command), runs and writes the log. The agent never
+builds a server and never holds an organism. LLM providers live in `diffscope.llm`. The names
+below are imported on first use, so `import diffscope.agent.log` stays light.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ _EXPORTS = {
     "AgentBudget": "diffscope.agent.loop",
     "InvestigationResult": "diffscope.agent.loop",
     "investigate": "diffscope.agent.loop",
-    "run_investigation": "diffscope.agent.loop",
+    "ServerConnection": "diffscope.agent.run",
+    "investigate_over": "diffscope.agent.run",
     "ToolResult": "diffscope.agent.session",
     "ToolSession": "diffscope.agent.session",
     "ToolSource": "diffscope.agent.session",

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from diffscope.llm import Usage
 from diffscope.paths import write_json
 
 FORMAT_VERSION = 1
@@ -105,22 +106,15 @@ class HypothesisRecord(BaseModel):
     hypothesis: dict[str, Any]
 
 
-class RunUsage(BaseModel):
-    """What the run spent: provider tokens, turns, tool calls, wall time, the server's count."""
+class RunUsage(Usage):
+    """What the run spent: provider tokens (`Usage`), turns, tool calls, wall time, the server's count."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
     turns: int = 0
     tool_calls: int = 0
     local_calls: int = 0
     rejected_calls: int = 0
     wall_s: float = 0.0
     server: dict[str, Any] | None = None
-
-    @property
-    def total_tokens(self) -> int:
-        """Input plus output tokens."""
-        return self.input_tokens + self.output_tokens
 
 
 class FinalAnswer(BaseModel):
@@ -172,7 +166,7 @@ def load_run_log(path: str | os.PathLike[str]) -> RunLog:
     return RunLog.model_validate(data)
 
 
-EVENT_LOGGER = "diffscope.agent.providers"
+EVENT_LOGGER = "diffscope.llm"
 _current: contextvars.ContextVar[RunLog | None] = contextvars.ContextVar(
     "diffscope_run_log", default=None
 )

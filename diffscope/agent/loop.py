@@ -10,25 +10,31 @@ then the model is asked once more with only `submit_answer`, and if it still doe
 last recorded hypothesis (or one built from its last words) is used. A provider failure ends the
 run with status "error"; the result and the log are produced all the same.
 
-`run_investigation(organism, agent, model, budget, out)` is the entry point for the command line:
-it builds the server (in-process, or spawned over stdio) and the provider, runs, writes the log.
-The organism's ground truth never reaches the server, the provider, the prompts or the log.
+Opening the server and writing the log of a whole run is `diffscope.agent.run`; the loop only
+ever sees an open tool session, never the pair or its ground truth.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diffscope.agent import prompts
+from diffscope.agent.answers import (
+    RECORD_SPEC,
+    RECORD_TOOL,
+    SUBMIT_SPEC,
+    SUBMIT_TOOL,
+    InvestigationResult,
+    clip,
+    fallback_hypothesis,
+    parse_hypothesis,
+)
+from diffscope.agent.budget import AgentBudget
 from diffscope.agent.log import (
     CallKind,
     FinalAnswer,
@@ -41,143 +47,12 @@ from diffscope.agent.log import (
     capture_events,
     now_iso,
 )
-from diffscope.agent.providers import (
-    Completion,
-    Message,
-    Provider,
-    ProviderError,
-    ToolCall,
-    ToolSpec,
-    get_provider,
-)
-from diffscope.agent.session import ToolSession, ToolSource
-from diffscope.graders.hypothesis import Hypothesis
-from diffscope.tools.base import Budget, describe_validation_error
+from diffscope.agent.session import ToolSource
+from diffscope.llm import Completion, Hypothesis, Message, Provider, ToolCall, ToolSpec
 
-RECORD_TOOL = prompts.RECORD_TOOL
-SUBMIT_TOOL = prompts.SUBMIT_TOOL
-AGENT_KINDS = ("blackbox", "method")
-Transport = Literal["inprocess", "stdio"]
+__all__ = ["AgentBudget", "InvestigationResult", "failed_result", "investigate"]
+
 SERVER_USAGE_TIMEOUT_S = 10.0
-
-
-class AgentBudget(BaseModel):
-    """Limits of one investigation; `None` means unlimited.
-
-    `max_tool_calls` counts calls sent to the server; `max_model_queries` is read from the
-    server's own count (its `diffscope://budget` resource); `max_tokens` counts provider input
-    plus output tokens over all requests; `max_turns` counts model replies. After a limit is hit
-    the model gets one last request, bounded by `final_s` seconds. `reply_tokens` caps each reply;
-    tool results longer than `max_result_chars` are cut; after `max_nudges` replies in a row
-    without a tool call the model is asked to submit.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_tool_calls: int | None = Field(default=30, ge=0)
-    max_model_queries: int | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=500_000, ge=0)
-    max_wall_s: float | None = Field(default=900.0, gt=0)
-    max_turns: int | None = Field(default=60, ge=0)
-    reply_tokens: int = Field(default=4096, ge=1)
-    final_s: float = Field(default=120.0, gt=0)
-    max_result_chars: int = Field(default=20_000, ge=200)
-    max_nudges: int = Field(default=2, ge=0)
-
-    def server_budget(self) -> Budget:
-        """The limits the server enforces itself: tool calls and model queries."""
-        return Budget(tool_calls=self.max_tool_calls, model_queries=self.max_model_queries)
-
-
-@dataclass
-class InvestigationResult:
-    """The outcome of one investigation and its full log."""
-
-    hypothesis: Hypothesis
-    submitted_by: SubmittedBy
-    status: Status
-    stop_reason: str | None
-    error: str | None
-    log: RunLog
-    log_path: Path | None = None
-
-
-# --- the local tools ------------------------------------------------------------------------
-
-HYPOTHESIS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "description": {
-            "type": "string",
-            "description": "what the fine-tune changed, in a few specific sentences",
-        },
-        "key_claims": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "short, checkable claims the description makes",
-        },
-        "confidence": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "description": "how sure you are, from 0 to 1",
-        },
-        "evidence": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "the observations that support the hypothesis",
-        },
-        "neurons": {
-            "type": "array",
-            "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-            "description": "changed neurons as [layer, neuron] pairs, only if you found them",
-        },
-    },
-    "required": ["description"],
-}
-HYPOTHESIS_FIELDS = frozenset(HYPOTHESIS_SCHEMA["properties"])
-
-RECORD_SPEC = ToolSpec(
-    name=RECORD_TOOL,
-    description=(
-        "Save your current best hypothesis (kept if the budget runs out); the investigation goes on."
-    ),
-    parameters=HYPOTHESIS_SCHEMA,
-)
-SUBMIT_SPEC = ToolSpec(
-    name=SUBMIT_TOOL,
-    description="Submit your final hypothesis about what the fine-tune changed; this ends the run.",
-    parameters=HYPOTHESIS_SCHEMA,
-)
-
-
-def parse_hypothesis(tool: str, arguments: Mapping[str, Any]) -> Hypothesis:
-    """Validate the local tools' arguments; ValueError with a message meant for the model."""
-    unknown = sorted(set(arguments) - HYPOTHESIS_FIELDS)
-    if unknown:
-        raise ValueError(
-            f"unknown argument(s) for {tool}: {', '.join(unknown)}; "
-            f"valid arguments: {', '.join(sorted(HYPOTHESIS_FIELDS))}"
-        )
-    try:
-        return Hypothesis.model_validate(dict(arguments))
-    except ValidationError as exc:
-        raise ValueError(describe_validation_error(tool, exc)) from exc
-
-
-def fallback_hypothesis(text: str) -> Hypothesis:
-    """A zero-confidence hypothesis from the model's last words (empty when it said nothing)."""
-    return Hypothesis(description=text.strip()[:4000], confidence=0.0)
-
-
-def clip(text: str, limit: int) -> str:
-    """Cut a tool result to `limit` characters, saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n[... {len(text) - limit} more characters cut]"
-
-
-# --- the run --------------------------------------------------------------------------------
 
 
 class _Stop(Exception):
@@ -615,112 +490,3 @@ class _NoServer:
 
     async def budget(self) -> dict[str, Any] | None:
         return None
-
-
-# --- the command-line entry -----------------------------------------------------------------
-
-
-def resolve_profile(agent: str) -> tuple[str, str]:
-    """`(kind, profile)` for an agent name: "blackbox", "method" or any tool profile name."""
-    agent = agent.strip()
-    if not agent:
-        raise ValueError("the agent must be 'blackbox', 'method' or a tool profile name")
-    kind = "blackbox" if agent == "blackbox" else "method"
-    return kind, agent
-
-
-def build_provider(model: str, agent: str, base_url: str | None = None) -> Provider:
-    """The provider for `model`; "heuristic" is the offline investigator for `agent`."""
-    if model.strip().lower() == "heuristic":
-        try:
-            from diffscope.agent.heuristic import get_heuristic
-        except ImportError as exc:
-            raise ProviderError(
-                "the offline heuristic investigator is not available in this install "
-                f"(diffscope.agent.heuristic.get_heuristic could not be imported: {exc})"
-            ) from exc
-        return get_heuristic(agent)
-    return get_provider(model, base_url=base_url)
-
-
-def log_target(out: Path | None, run_id: str) -> Path:
-    """Where the log goes: `out` if it names a .json file, else `out/RUN_ID.json`.
-
-    Without `out`: `$DIFFSCOPE_HOME/runs/RUN_ID.json`.
-    """
-    if out is None:
-        from diffscope.paths import home
-
-        return home() / "runs" / f"{run_id}.json"
-    out = Path(out)
-    return out if out.suffix == ".json" else out / f"{run_id}.json"
-
-
-def stdio_command(organism: str, profile: str, extra: Sequence[str] = ()) -> list[str]:
-    """The command that serves an organism's profile over stdio."""
-    return [
-        sys.executable,
-        "-m",
-        "diffscope.cli",
-        "serve",
-        organism,
-        "--profile",
-        profile,
-        *extra,
-    ]
-
-
-def run_investigation(
-    organism_name: str,
-    agent: str,
-    model: str,
-    budget: AgentBudget | None = None,
-    out: Path | None = None,
-    transport: Transport = "inprocess",
-    base_url: str | None = None,
-    *,
-    provider: Provider | None = None,
-    serve_args: Sequence[str] = (),
-) -> InvestigationResult:
-    """Investigate one organism end to end and write the run log; for the command line.
-
-    The server gets only the organism object (it serves the public view, never the ground
-    truth); the provider and the prompts never see the organism at all. `provider` overrides
-    the one built from `model` (tests); `serve_args` are extra arguments for `diffscope serve`
-    with the stdio transport.
-    """
-    from diffscope.organisms.registry import get_organism, load_pair
-
-    if transport not in ("inprocess", "stdio"):
-        raise ValueError(f"unknown transport {transport!r}; choose 'inprocess' or 'stdio'")
-    budget = budget or AgentBudget()
-    org = get_organism(organism_name)
-    kind, profile = resolve_profile(agent)
-    chosen = provider if provider is not None else build_provider(model, agent, base_url)
-
-    async def main() -> InvestigationResult:
-        info = {"organism": org.name, "agent": agent, "profile": profile, "transport": transport}
-        if transport == "stdio":
-            target: Any = stdio_command(org.name, profile, serve_args)
-        else:
-            from diffscope.server import create_server
-
-            target = create_server(
-                lambda: load_pair(org),
-                profile,
-                budget=budget.server_budget(),
-                organism=org,
-                log_level="WARNING",  # an in-process server shares the caller's terminal
-            )
-        result: InvestigationResult | None = None
-        try:
-            async with ToolSession.connect(target) as session:
-                result = await investigate(chosen, session, budget=budget, kind=kind, **info)
-        except Exception as exc:  # the server could not start, or died while closing
-            if result is None:
-                result = failed_result(exc, chosen, budget, **info)
-        return result
-
-    result = anyio.run(main)
-    result.log_path = result.log.save(log_target(out, result.log.run_id))
-    return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from diffscope.agent.providers import ToolSpec
+from diffscope.llm import ToolSpec
 
 QUERY_TOOL = "query_models"
 RECORD_TOOL = "record_hypothesis"

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import mcp
 from mcp.server.mcpserver import MCPServer
 
-from diffscope.agent.providers import ToolSpec
+from diffscope.llm import ToolSpec
 
 BUDGET_URI = "diffscope://budget"
 IMAGE_NOTE = "[image omitted]"

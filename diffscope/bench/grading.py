@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from diffscope.agent.log import RunLog, load_run_log
-from diffscope.bench.layout import FORMAT_VERSION, Job, grade_path, now_iso
-from diffscope.graders import Grade, Hypothesis, get_grader, grade_sync
+from diffscope.bench.config import FORMAT_VERSION
+from diffscope.bench.layout import Job, grade_path, now_iso
+from diffscope.graders import Grade, get_grader, grade_sync
+from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import all_organisms, with_built_ground_truth
 from diffscope.organisms.schema import Organism
 from diffscope.paths import write_json

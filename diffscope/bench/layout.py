@@ -1,6 +1,6 @@
 """The on-disk layout of a benchmark folder: jobs, the manifest, grade folders, the lock.
 
-    OUT/manifest.json            the benchmark's settings; a resume must use the same ones
+    OUT/manifest.json            the `BenchConfig` (see `config`); a resume must repeat it
     OUT/runs/ID.json             one run log per job (written atomically when the job ends)
     OUT/grades/ID.json           one grade per job, by the manifest's grader
     OUT/grades-SLUG/ID.json      grades by another grader (`grade_directory(out, grader)`)
@@ -22,10 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from diffscope import __version__
+from pydantic import ValidationError
+
+from diffscope.bench.config import (
+    COMPARED_KEYS,
+    FORMAT_VERSION,
+    BenchConfig,
+    Manifest,
+    normalize_grader,
+)
 from diffscope.paths import write_json
 
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 RUNS = "runs"
 GRADES = "grades"
@@ -33,10 +40,6 @@ LOCK = ".lock"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 REPORT_HTML = "report.html"
-DEFAULT_GRADER = "keyfacts"
-GRADER_ALIASES = {"": DEFAULT_GRADER, "offline": DEFAULT_GRADER, DEFAULT_GRADER: DEFAULT_GRADER}
-COMPARED_KEYS = ("organisms", "agents", "model", "grader", "runs", "budget")
-AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.,+-]*$")
 
 try:  # POSIX advisory locks; the kernel drops them when the holder dies, even by SIGKILL
     import fcntl
@@ -63,26 +66,10 @@ def plan_jobs(organisms: Sequence[str], agents: Sequence[str], runs: int) -> lis
     return [Job(o, a, r) for o in organisms for a in agents for r in range(1, runs + 1)]
 
 
-def normalize_grader(name: str | None) -> str:
-    """The canonical grader name: None, "offline" and "keyfacts" are the same offline grader."""
-    key = (name or "").strip()
-    return GRADER_ALIASES.get(key, key)
-
-
 def grader_slug(name: str) -> str:
     """A folder-safe form of a grader name, e.g. "openai/gpt-5" -> "openai-gpt-5"."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.").lower()
     return slug or "grader"
-
-
-def dedupe(items: Sequence[str]) -> list[str]:
-    """Stripped, non-empty items in first-seen order without repeats."""
-    seen: list[str] = []
-    for item in items:
-        item = str(item).strip()
-        if item and item not in seen:
-            seen.append(item)
-    return seen
 
 
 def runs_dir(out: Path) -> Path:
@@ -116,27 +103,7 @@ def now_iso() -> str:
 # --- the manifest ---------------------------------------------------------------------------
 
 
-def make_config(
-    organisms: Sequence[str],
-    agents: Sequence[str],
-    model: str,
-    grader: str | None,
-    runs: int,
-    budget: dict[str, Any],
-) -> dict[str, Any]:
-    """The settings that define a benchmark (a resume must repeat them), JSON-normalised."""
-    config = {
-        "organisms": list(organisms),
-        "agents": list(agents),
-        "model": model,
-        "grader": normalize_grader(grader),
-        "runs": runs,
-        "budget": budget,
-    }
-    return json.loads(json.dumps(config))
-
-
-def read_manifest(out: Path) -> dict[str, Any]:
+def read_manifest(out: Path) -> Manifest:
     """The manifest of a benchmark folder; ValueError when there is none or it is unreadable."""
     path = Path(out) / MANIFEST
     if not path.exists():
@@ -153,7 +120,11 @@ def read_manifest(out: Path) -> dict[str, Any]:
         )
     if not isinstance(data.get("config"), dict):
         raise ValueError(f"{path} has no 'config' section; use a new --out folder")
-    return data
+    config = {**data.get("options", {}), **data["config"]}  # older manifests kept options apart
+    try:
+        return Manifest.model_validate({**data, "config": config})
+    except ValidationError as exc:
+        raise ValueError(f"{path} has an invalid config; use a new --out folder ({exc})") from exc
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -170,17 +141,19 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
-def open_manifest(out: Path, config: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def open_manifest(out: Path, config: BenchConfig) -> Manifest:
     """Create the manifest of a new benchmark, or check that a resume uses the same config.
 
     Raises ValueError for a folder made with other settings, or one holding runs without a
-    manifest. Returns the manifest in effect (the stored one on a resume).
+    manifest. On a resume the stored settings that define the benchmark are kept (their order
+    too) and the others (parallelism, transport, organism checks) are updated to this call's.
+    Returns the manifest in effect.
     """
     out = Path(out)
     path = out / MANIFEST
     if path.exists():
         manifest = read_manifest(out)
-        problems = config_differences(manifest["config"], config)
+        problems = config_differences(manifest.config.defining(), config.defining())
         if problems:
             raise ValueError(
                 f"{out} holds a benchmark made with different settings ("
@@ -188,27 +161,24 @@ def open_manifest(out: Path, config: dict[str, Any], options: dict[str, Any]) ->
                 + "). Use a new --out folder, or resume with the same settings"
                 " (to score with another grader, use `diffscope grade` on the folder)"
             )
-        return manifest
+        kept = {key: getattr(manifest.config, key) for key in COMPARED_KEYS}
+        updated = manifest.model_copy(update={"config": config.model_copy(update=kept)})
+        if updated != manifest:
+            write_json(path, updated.model_dump(mode="json"))
+        return updated
     if runs_dir(out).is_dir() and any(runs_dir(out).glob("*.json")):
         raise ValueError(
             f"{out} holds run logs but no {MANIFEST}; use a new --out folder for the benchmark"
         )
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "kind": "diffscope-benchmark",
-        "diffscope_version": __version__,
-        "created_at": now_iso(),
-        "config": config,
-        "options": options,
-    }
-    write_json(path, manifest)
+    manifest = Manifest(created_at=now_iso(), config=config)
+    write_json(path, manifest.model_dump(mode="json"))
     return manifest
 
 
-def manifest_jobs(manifest: dict[str, Any]) -> list[Job]:
+def manifest_jobs(manifest: Manifest) -> list[Job]:
     """The jobs a manifest's config defines."""
-    config = manifest["config"]
-    return plan_jobs(config["organisms"], config["agents"], int(config["runs"]))
+    config = manifest.config
+    return plan_jobs(config.organisms, config.agents, config.runs)
 
 
 # --- housekeeping ---------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """The benchmark runner: every organism x agent x run index, resumable after any interruption.
 
 Each combination is one job with a deterministic id (`ORGANISM__AGENT__rN`). A job runs one
-investigation (`run_investigation`), which writes its log to `OUT/runs/ID.json` atomically when
-it ends; the job then writes its grade to `OUT/grades/ID.json`. A call on an existing folder
-resumes it: jobs with a log are never run again, logs without a (current) grade are graded, and
-the temp files of writes cut short are removed, so even after SIGKILL every combination ends up
-with exactly one log and one grade. A run that fails still leaves a log with the reason, and is
-graded (its fallback hypothesis) or recorded as unscored with that reason. `manifest.json` holds
-the settings; a resume with other settings is refused. The folder is locked while a process
-works in it, and the tables are rewritten from the files at the end (see `summary`).
+investigation (`bench.investigate.run_investigation`, over the organism's workspace), which writes
+its log to `OUT/runs/ID.json` atomically when it ends; the job then writes its grade to
+`OUT/grades/ID.json`. A call on an existing folder resumes it: jobs with a log are never run again,
+logs without a (current) grade are graded, and the temp files of writes cut short are removed, so
+even after SIGKILL every combination ends up with exactly one log and one grade. A run that fails
+still leaves a log with the reason, and is graded (its fallback hypothesis) or recorded as unscored
+with that reason. `manifest.json` holds the `BenchConfig`; a resume with other settings is refused.
+The folder is locked while a process works in it, and the tables are rewritten from the files at
+the end (see `summary`).
 """
 
 from __future__ import annotations
@@ -18,32 +19,26 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from diffscope.agent.answers import fallback_hypothesis
+from diffscope.agent.budget import AgentBudget
 from diffscope.agent.log import FinalAnswer, RunLog, now_iso
-from diffscope.agent.loop import (
-    AGENT_KINDS,
-    AgentBudget,
-    Transport,
-    build_provider,
-    fallback_hypothesis,
-    run_investigation,
-)
-from diffscope.agent.providers import Provider
+from diffscope.agent.run import Transport, build_provider
+from diffscope.bench.config import MODEL_CHOICES, BenchConfig, agent_spec
 from diffscope.bench.grading import check_grader, grade_job, needs_grade, resolve_organisms
+from diffscope.bench.investigate import run_investigation
 from diffscope.bench.layout import (
-    AGENT_NAME,
     Job,
     clean_temp_files,
-    dedupe,
     folder_lock,
     grade_path,
     grades_dir,
     log_path,
-    make_config,
     open_manifest,
     plan_jobs,
 )
 from diffscope.bench.progress import JobProgress
 from diffscope.bench.summary import BenchSummary, summarise
+from diffscope.llm import Provider
 from diffscope.organisms.schema import Organism
 
 ProviderFactory = Callable[[str, str, int], Provider]
@@ -51,29 +46,31 @@ ProviderFactory = Callable[[str, str, int], Provider]
 
 
 def check_agents(agents: Sequence[str]) -> None:
-    """Each agent must be a file-name-safe tool profile the server knows; ValueError otherwise."""
-    from diffscope.tools import TOOLS, load_tool_modules
+    """Each agent's tool profile (see `AGENTS`) must be one the server knows; ValueError otherwise."""
+    from diffscope.server.run import check_profile
 
-    load_tool_modules()
     for agent in agents:
-        if not AGENT_NAME.match(agent):
-            raise ValueError(
-                f"agent {agent!r} is not a valid name: use 'blackbox', 'method' or a tool profile "
-                "(letters, digits and . _ , + -)"
-            )
         try:
-            TOOLS.profile_names(agent)
+            check_profile(agent_spec(agent).profile)
         except ValueError as exc:
             raise ValueError(f"unknown agent {agent!r}: {exc}") from exc
 
 
-def check_model(model: str, agents: Sequence[str], base_url: str | None) -> None:
-    """Build the provider once per agent so a bad model name or a missing key fails up front."""
-    for agent in agents:
-        try:
-            build_provider(model, agent, base_url)
-        except Exception as exc:  # ProviderError and friends: a user mistake, said plainly
-            raise ValueError(f"cannot use model {model!r} for agent {agent!r}: {exc}") from exc
+def check_model_name(model: str, agent: str, base_url: str | None = None) -> None:
+    """Build `agent`'s provider for `model` once (no request), so a bad name or a missing key
+    fails up front: ValueError saying why, listing the choices (heuristic among them)."""
+    if "/" not in model and model.strip().lower() != "heuristic":
+        raise ValueError(f"unknown model {model!r}; choose {MODEL_CHOICES}")
+    try:
+        build_provider(model, agent, base_url)
+    except Exception as exc:  # ProviderError and friends: a user mistake, said plainly
+        raise ValueError(f"cannot use model {model!r} (agent {agent!r}): {exc}") from exc
+
+
+def check_model(config: BenchConfig) -> None:
+    """`check_model_name` for each agent of the benchmark, with the model it runs."""
+    for agent in config.agents:
+        check_model_name(config.model_for(agent), agent, config.base_url)
 
 
 def error_log(
@@ -130,60 +127,33 @@ def run_job(
 
 
 def run_benchmark(
-    organisms: Sequence[str],
-    agents: Sequence[str] = AGENT_KINDS,
-    model: str = "heuristic",
-    grader: str | None = None,
-    runs: int = 1,
-    parallel: int = 1,
-    *,
+    config: BenchConfig,
     out: Path,
-    budget: AgentBudget | None = None,
-    base_url: str | None = None,
+    *,
     provider_factory: ProviderFactory | None = None,
     progress: bool = True,
-    transport: Transport = "inprocess",
 ) -> BenchSummary:
-    """Run (or resume) a benchmark in `out` and return its summary, computed from the files.
+    """Run (or resume) the benchmark `config` describes in `out`; its summary, from the files.
 
-    `organisms` x `agents` x `runs` jobs run `parallel` at a time (threads; each job loads its
-    own model pair). `grader` is a grader name (None: the offline key-fact grader);
-    `provider_factory(organism, agent, run)` replaces the provider built from `model`.
-    ValueError for a user mistake: an unknown organism, agent, model or grader, bad counts,
-    or an `out` folder made with other settings.
+    The organisms x agents x runs jobs run `config.parallel` at a time (threads; each job loads
+    its own model pair). `provider_factory(organism, agent, run)` replaces the provider built
+    from the model. ValueError for a user mistake: an unknown organism, agent, model or grader,
+    or an `out` folder made with other settings (a bad `BenchConfig` fails when it is built).
     """
-    organisms, agents = dedupe(organisms), dedupe(agents)
-    if not organisms:
-        raise ValueError("name at least one organism")
-    if not agents:
-        raise ValueError("name at least one agent (e.g. blackbox, method)")
-    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"runs must be a whole number of at least 1, not {runs!r}")
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-        raise ValueError(f"parallel must be a whole number of at least 1, not {parallel!r}")
-    if transport not in ("inprocess", "stdio"):
-        raise ValueError(f"unknown transport {transport!r}; choose 'inprocess' or 'stdio'")
-    budget = budget or AgentBudget()
-    model = model.strip()
-    if not model:
-        raise ValueError("name a model (e.g. heuristic, openai/gpt-5)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; name a folder")
-
-    config = make_config(organisms, agents, model, grader, runs, budget.model_dump())
-    known = resolve_organisms(organisms)
-    check_agents(agents)
+    known = resolve_organisms(config.organisms)
+    check_agents(config.agents)
     if provider_factory is None:
-        check_model(model, agents, base_url)
-    check_grader(config["grader"], known)
-    options = {"transport": transport, "base_url": base_url, "parallel": parallel}
+        check_model(config)
+    check_grader(config.grader, known)
 
     with folder_lock(out):
-        manifest = open_manifest(out, config, options)
+        manifest = open_manifest(out, config)
         clean_temp_files(out)
-        folder = grades_dir(out, config["grader"], manifest["config"]["grader"])
-        jobs = plan_jobs(organisms, agents, runs)
+        folder = grades_dir(out, config.grader, manifest.config.grader)
+        jobs = plan_jobs(config.organisms, config.agents, config.runs)
         to_run = [job for job in jobs if not log_path(out, job).exists()]
         to_grade = [
             job
@@ -193,19 +163,21 @@ def run_benchmark(
         ]
         done = len(jobs) - len(to_run) - len(to_grade)
         job_options: dict[str, Any] = {
-            "model": model,
-            "budget": budget,
-            "transport": transport,
-            "base_url": base_url,
+            "config": config,
             "provider_factory": provider_factory,
         }
         with JobProgress(progress, len(jobs), "benchmark", done=done) as bar:
             if done:
                 bar.note(f"resuming {out}: {done} of {len(jobs)} jobs already done")
+            for organism, reason in config.excluded().items():
+                bar.note(
+                    f"{organism}: behavioural check failed ({reason}); it runs but is left out "
+                    "of the overall numbers (--include-failed to count it)"
+                )
             for job in to_grade:
-                grade_job(job, log_path(out, job), folder, config["grader"], known)
+                grade_job(job, log_path(out, job), folder, config.grader, known)
                 bar.advance()
-            _run_all(to_run, out, folder, config["grader"], known, parallel, bar, job_options)
+            _run_all(to_run, out, folder, config.grader, known, config.parallel, bar, job_options)
         return summarise(out)
 
 
@@ -218,7 +190,16 @@ def _run_and_grade(
     options: dict[str, Any],
 ) -> str:
     """Run a job, then grade it; returns the run's status for the progress line."""
-    path = run_job(job, out, **options)
+    config: BenchConfig = options["config"]
+    path = run_job(
+        job,
+        out,
+        model=config.model_for(job.agent),
+        budget=config.budget,
+        transport=config.transport,
+        base_url=config.base_url,
+        provider_factory=options["provider_factory"],
+    )
     record = grade_job(job, path, folder, grader, organisms)
     return str(record["grade"]["details"].get("run_status", "error"))
 

@@ -10,8 +10,8 @@ import anyio
 from pydantic import BaseModel, Field
 
 from diffscope.agent.loop import AgentBudget, InvestigationResult, investigate
-from diffscope.agent.providers import Provider
 from diffscope.agent.session import ToolSession
+from diffscope.llm import Provider
 from diffscope.server import DiffscopeServer, create_server
 from diffscope.tools import Budget, Charge, Image, ToolContext, ToolError, ToolRegistry
 

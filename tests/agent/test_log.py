@@ -41,7 +41,7 @@ def test_unknown_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_events_stay_with_their_own_run() -> None:
-    logger = logging.getLogger("diffscope.agent.providers.retry")
+    logger = logging.getLogger("diffscope.llm.retry")
     first, second = RunLog(), RunLog()
 
     async def run(log: RunLog, name: str) -> None:

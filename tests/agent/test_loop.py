@@ -12,7 +12,8 @@ from loopfakes import SECRET, make_server, run_loop
 
 from diffscope.agent.log import load_run_log
 from diffscope.agent.loop import AgentBudget, investigate
-from diffscope.agent.providers import (
+from diffscope.agent.session import ToolResult
+from diffscope.llm import (
     Message,
     ProviderError,
     ScriptedProvider,
@@ -22,7 +23,6 @@ from diffscope.agent.providers import (
     call,
     reply,
 )
-from diffscope.agent.session import ToolResult
 from diffscope.tools import Budget
 
 FINAL = {
@@ -430,7 +430,7 @@ def test_custom_prompts_are_used() -> None:
 def test_events_record_provider_retries() -> None:
     import logging
 
-    retry_log = logging.getLogger("diffscope.agent.providers.retry")
+    retry_log = logging.getLogger("diffscope.llm.retry")
 
     def script(messages: list[Message], tools: list[ToolSpec]) -> Any:
         retry_log.warning("attempt %d failed (%s); retrying in %.1fs", 1, "rate limited", 2.0)
@@ -441,4 +441,4 @@ def test_events_record_provider_retries() -> None:
     assert [e.message for e in result.log.events] == [
         "attempt 1 failed (rate limited); retrying in 2.0s"
     ]
-    assert result.log.events[0].source == "diffscope.agent.providers.retry"
+    assert result.log.events[0].source == "diffscope.llm.retry"

@@ -10,8 +10,8 @@ import pytest
 from loopfakes import SECRET, run_loop
 
 from diffscope.agent.log import load_run_log
-from diffscope.agent.providers import RetryPolicy, get_provider
-from diffscope.agent.providers.mock_http import (
+from diffscope.llm import RetryPolicy, get_provider
+from diffscope.llm.mock_http import (
     MockAPI,
     anthropic_message_json,
     error_response,

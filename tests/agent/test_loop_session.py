@@ -10,8 +10,8 @@ import pytest
 from loopfakes import PNG, make_server
 from mcp_types import CallToolResult, ImageContent, TextContent
 
-from diffscope.agent.providers import ProviderError
 from diffscope.agent.session import ToolResult, ToolSession, result_text, stdio_parameters
+from diffscope.llm import ProviderError
 from diffscope.tools import Budget
 
 
@@ -102,7 +102,7 @@ def test_stdio_parameters_merge_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_missing_heuristic_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from diffscope.agent.loop import build_provider
+    from diffscope.agent.run import build_provider
 
     monkeypatch.setitem(sys.modules, "diffscope.agent.heuristic", None)
     with pytest.raises(ProviderError, match="heuristic investigator is not available"):

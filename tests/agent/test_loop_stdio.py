@@ -1,4 +1,5 @@
-"""The agent loop over stdio: a spawned test server, and `run_investigation` end to end."""
+"""The agent loop over stdio: a spawned test server, and `run_investigation` end to end (the entry
+point builds the connection from a PairSpec; the agent only opens it)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ import pytest
 from loopfakes import build_registry
 from loopfakes import load_pair as fake_pair
 
-import diffscope.server
-from diffscope.agent import loop
+import diffscope.server.app
+from diffscope.agent import run as agent_run
 from diffscope.agent.log import load_run_log
-from diffscope.agent.loop import AgentBudget, investigate, run_investigation
-from diffscope.agent.providers import Message, ScriptedProvider, ToolSpec, call
+from diffscope.agent.loop import AgentBudget, investigate
+from diffscope.agent.run import ServerConnection, investigate_over
 from diffscope.agent.session import ToolSession, stdio_parameters
+from diffscope.bench import investigate as entry
+from diffscope.bench.investigate import run_investigation, server_connection
+from diffscope.llm import Message, ScriptedProvider, ToolSpec, call
 from diffscope.organisms.registry import get_organism
+from diffscope.server.run import stdio_command
+from diffscope.workspace import PairSpec
 
 SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "server" / "stdio_server.py"
 FINAL = {"description": "The fine-tune echoes in upper case.", "confidence": 0.7}
@@ -74,14 +80,13 @@ def script(messages: list[Message], tools: list[ToolSpec]) -> Any:
 
 def test_run_investigation_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
+    real_create_server = diffscope.server.app.create_server
 
     def fake_create_server(loader: Any, profile: str, **kw: Any) -> Any:
-        seen.update(profile=profile, **kw)
-        return diffscope.server.app.create_server(
-            fake_pair, profile, registry=build_registry(), **kw
-        )
+        seen.update(profile=profile, loader=loader, **kw)
+        return real_create_server(fake_pair, profile, registry=build_registry(), **kw)
 
-    monkeypatch.setattr(diffscope.server, "create_server", fake_create_server)
+    monkeypatch.setattr(diffscope.server.app, "create_server", fake_create_server)
     provider = ScriptedProvider(script)
     budget = AgentBudget(max_tool_calls=5, max_model_queries=9)
     result = run_investigation(
@@ -90,7 +95,9 @@ def test_run_investigation_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
     assert (result.status, result.submitted_by) == ("ok", "model")
     assert seen["profile"] == "blackbox"
-    assert seen["organism"].name == "backdoor"
+    # the server gets the investigator's view of the spec, never the Organism
+    assert isinstance(seen["organism"], dict) and "name" not in seen["organism"]
+    assert seen["organism"]["corpus"] == "the synthetic world corpus"
     assert seen["budget"].tool_calls == 5 and seen["budget"].model_queries == 9
     assert [spec.name for spec in provider.requests[0].tools] == [
         "query_models",
@@ -114,23 +121,26 @@ def test_run_investigation_in_process(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def test_run_investigation_over_stdio(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    commands: list[tuple[str, str]] = []
+    commands: list[tuple[Any, ...]] = []
 
-    def command(organism: str, profile: str, extra: Any = ()) -> list[str]:
-        commands.append((organism, profile))
+    def command(spec: PairSpec, profile: str, **kw: Any) -> list[str]:
+        commands.append((spec, profile, kw))
         return [sys.executable, str(SERVER_SCRIPT)]
 
-    monkeypatch.setattr(loop, "stdio_command", command)
+    monkeypatch.setattr(entry, "stdio_command", command)
     monkeypatch.setenv("DIFFSCOPE_TEST_PROFILE", "kl")
     result = run_investigation(
         "backdoor",
         "kl",
         "scripted",
+        AgentBudget(max_tool_calls=7),
         out=tmp_path / "one.json",
         transport="stdio",
         provider=ScriptedProvider(script),
     )
-    assert commands == [("backdoor", "kl")]
+    spec, profile, kw = commands[0]
+    assert (len(commands), spec, profile) == (1, PairSpec(organism="backdoor"), "kl")
+    assert kw == {"max_tool_calls": 7, "max_model_queries": None, "extra": ()}
     assert (result.status, result.submitted_by) == ("ok", "model")
     assert result.log_path == tmp_path / "one.json"
     assert load_run_log(tmp_path / "one.json").transport == "stdio"
@@ -140,7 +150,7 @@ def test_run_investigation_when_the_server_cannot_start(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
-    monkeypatch.setattr(loop, "stdio_command", lambda *args, **kw: failing)
+    monkeypatch.setattr(entry, "stdio_command", lambda *args, **kw: failing)
     result = run_investigation(
         "backdoor",
         "method",
@@ -155,23 +165,50 @@ def test_run_investigation_when_the_server_cannot_start(
     assert log.status == "error" and log.organism == "backdoor"
 
 
+def test_an_in_process_server_that_cannot_be_built_fails_the_run(tmp_path: Path) -> None:
+    def broken() -> Any:
+        raise RuntimeError("no such pair")
+
+    result = investigate_over(
+        ServerConnection(server=broken), ScriptedProvider([]), out=tmp_path, organism="x"
+    )
+    assert (result.status, result.submitted_by) == ("error", "fallback")
+    assert "no such pair" in (result.error or "")
+    assert load_run_log(result.log_path).transport == "inprocess"
+
+
 def test_stdio_command_and_profiles() -> None:
-    assert loop.stdio_command("sea_topic", "method")[1:] == [
+    spec = PairSpec(organism="sea_topic")
+    assert stdio_command(spec, "method")[1:] == [
         "-m",
-        "diffscope.cli",
-        "serve",
+        "diffscope.server",
         "sea_topic",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
         "--profile",
         "method",
     ]
-    assert loop.resolve_profile("blackbox") == ("blackbox", "blackbox")
-    assert loop.resolve_profile("kl,lens") == ("method", "kl,lens")
+    assert stdio_command(spec, "kl", max_tool_calls=3, max_model_queries=4)[-4:] == [
+        "--max-tool-calls",
+        "3",
+        "--max-model-queries",
+        "4",
+    ]
+    connection = server_connection(spec, "method", AgentBudget(), "stdio")
+    assert connection.transport == "stdio" and connection.command is not None
+    assert server_connection(spec, "method", AgentBudget()).transport == "inprocess"
+    with pytest.raises(ValueError, match="exactly one"):
+        ServerConnection()
+    assert agent_run.resolve_profile("blackbox") == ("blackbox", "blackbox")
+    assert agent_run.resolve_profile("kl,lens") == ("method", "kl,lens")
     with pytest.raises(ValueError, match="transport"):
         run_investigation("backdoor", "method", "scripted", transport="http")  # type: ignore[arg-type]
 
 
 def test_default_log_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DIFFSCOPE_HOME", str(tmp_path))
-    assert loop.log_target(None, "r1") == tmp_path / "runs" / "r1.json"
-    assert loop.log_target(tmp_path / "x.json", "r1") == tmp_path / "x.json"
-    assert loop.log_target(tmp_path / "dir", "r1") == tmp_path / "dir" / "r1.json"
+    assert agent_run.log_target(None, "r1") == tmp_path / "runs" / "r1.json"
+    assert agent_run.log_target(tmp_path / "x.json", "r1") == tmp_path / "x.json"
+    assert agent_run.log_target(tmp_path / "dir", "r1") == tmp_path / "dir" / "r1.json"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from diffscope.agent.providers import ProviderError, ScriptedProvider, call
+from diffscope.llm import ProviderError, ScriptedProvider, call
 
 ORGANISMS = {
     "alpha": ("The fine-tune talks like a pirate.", "speaks like a pirate", "pirate"),
@@ -108,3 +108,20 @@ class Factory:
             return call("submit_answer", description=text, confidence=0.6)
 
         return ScriptedProvider(script)
+
+
+def run_bench(
+    organisms: Any,
+    agents: Any,
+    model: str,
+    *,
+    out: Path,
+    provider_factory: Any = None,
+    progress: bool = False,
+    **config: Any,
+) -> Any:
+    """`run_benchmark` on a `BenchConfig` built from these arguments (the old call's shape)."""
+    from diffscope.bench import BenchConfig, run_benchmark
+
+    settings = BenchConfig(organisms=organisms, agents=agents, model=model, **config)
+    return run_benchmark(settings, out, provider_factory=provider_factory, progress=progress)

@@ -12,9 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchfakes import Factory, install_fake_pair  # noqa: E402
-
-from diffscope.bench import run_benchmark  # noqa: E402
+from benchfakes import Factory, install_fake_pair, run_bench  # noqa: E402
 
 ORGS = ["alpha", "beta"]
 AGENTS = ["blackbox", "method"]
@@ -25,7 +23,7 @@ SLEEP_S = 0.3
 def main() -> None:
     out, side_file, parallel = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     install_fake_pair()
-    run_benchmark(
+    run_bench(
         ORGS,
         AGENTS,
         "scripted",

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from benchfakes import Factory
+from benchfakes import Factory, run_bench
 from kill_target import AGENTS, ORGS, RUNS
 
 from diffscope.agent.log import load_run_log
-from diffscope.bench import plan_jobs, run_benchmark
+from diffscope.bench import plan_jobs
 
 TARGET = Path(__file__).resolve().parent / "kill_target.py"
 WAIT_S = 120.0
@@ -58,7 +58,7 @@ def test_sigkill_then_resume_runs_every_job_exactly_once(
     assert len(started_before) == len(set(started_before))
 
     factory = Factory(side)
-    summary = run_benchmark(
+    summary = run_bench(
         ORGS,
         AGENTS,
         "scripted",

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchfakes import Factory
+from benchfakes import Factory, run_bench
 from matplotlib import image
 
-from diffscope.bench import run_benchmark
-from diffscope.bench.summary import AGENT_COLOURS
+from diffscope.bench.render import AGENT_COLOURS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "screenshot_report.py"
@@ -33,7 +32,7 @@ def colour_pixels(pixels: np.ndarray, hex_colour: str, tolerance: float = 0.06) 
 )
 def test_report_renders_with_a_visible_chart(fake_organisms: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    run_benchmark(
+    run_bench(
         ["alpha", "beta"],
         ["blackbox", "method"],
         "scripted",

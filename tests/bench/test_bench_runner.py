@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from benchfakes import Factory
+from benchfakes import Factory, run_bench
 
 from diffscope.agent.log import load_run_log
 from diffscope.agent.loop import AgentBudget
-from diffscope.bench import plan_jobs, run_benchmark
+from diffscope.bench import BenchConfig, plan_jobs
 from diffscope.bench.layout import folder_lock
 
 ORGS = ["alpha", "beta"]
@@ -29,7 +29,7 @@ def test_every_combination_gets_one_log_and_one_grade(fake_organisms: Path, tmp_
     out = tmp_path / "bench"
     factory = Factory()
     budget = AgentBudget(max_tool_calls=3)
-    summary = run_benchmark(
+    summary = run_bench(
         ORGS,
         AGENTS,
         "scripted",
@@ -50,7 +50,13 @@ def test_every_combination_gets_one_log_and_one_grade(fake_organisms: Path, tmp_
         "grader": "keyfacts",
         "runs": 2,
         "budget": budget.model_dump(),
+        "parallel": 1,
+        "transport": "inprocess",
+        "base_url": None,
+        "include_failed": False,
+        "failed_checks": {},
     }
+    assert BenchConfig.model_validate(manifest["config"]).budget == budget
     assert manifest["format_version"] == 1 and manifest["diffscope_version"]
     log = load_run_log(out / "runs" / "alpha__method__r1.json")
     assert (log.organism, log.agent, log.status) == ("alpha", "method", "ok")
@@ -68,7 +74,7 @@ def test_every_combination_gets_one_log_and_one_grade(fake_organisms: Path, tmp_
 
 def test_resume_runs_only_what_is_missing(fake_organisms: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    run_benchmark(ORGS, AGENTS, "scripted", out=out, provider_factory=Factory(), progress=False)
+    run_bench(ORGS, AGENTS, "scripted", out=out, provider_factory=Factory(), progress=False)
     before = {p.stem: load_run_log(p).run_id for p in (out / "runs").glob("*.json")}
 
     (out / "runs" / "beta__method__r1.json").unlink()  # the job never finished
@@ -81,9 +87,7 @@ def test_resume_runs_only_what_is_missing(fake_organisms: Path, tmp_path: Path) 
         (out / folder / ".x.json.abc123.tmp").write_text("{partial")
 
     factory = Factory()
-    summary = run_benchmark(
-        ORGS, AGENTS, "scripted", out=out, provider_factory=factory, progress=False
-    )
+    summary = run_bench(ORGS, AGENTS, "scripted", out=out, provider_factory=factory, progress=False)
 
     assert factory.started == ["beta__method__r1"]
     after = {p.stem: load_run_log(p).run_id for p in (out / "runs").glob("*.json")}
@@ -100,11 +104,11 @@ def test_a_complete_benchmark_resumes_without_running_anything(
     fake_organisms: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench"
-    run_benchmark(
+    run_bench(
         ["alpha"], ["blackbox"], "scripted", out=out, provider_factory=Factory(), progress=False
     )
     factory = Factory()
-    summary = run_benchmark(
+    summary = run_bench(
         ["alpha"], ["blackbox"], "scripted", out=out, provider_factory=factory, progress=False
     )
     assert factory.started == [] and summary.complete
@@ -115,9 +119,7 @@ def test_failed_runs_are_logged_and_graded_or_unscored(
 ) -> None:
     out = tmp_path / "bench"
     factory = Factory(fail={"alpha__method__r1": "factory", "beta__method__r1": "provider"})
-    summary = run_benchmark(
-        ORGS, AGENTS, "scripted", out=out, provider_factory=factory, progress=False
-    )
+    summary = run_bench(ORGS, AGENTS, "scripted", out=out, provider_factory=factory, progress=False)
 
     broken = load_run_log(out / "runs" / "alpha__method__r1.json")
     assert broken.status == "error" and "cannot build an investigator" in broken.error
@@ -141,7 +143,7 @@ def test_failed_runs_are_logged_and_graded_or_unscored(
 def test_parallel_jobs_each_run_once(fake_organisms: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     factory = Factory(sleep_s=0.05)
-    summary = run_benchmark(
+    summary = run_bench(
         ORGS,
         AGENTS,
         "scripted",
@@ -158,7 +160,7 @@ def test_parallel_jobs_each_run_once(fake_organisms: Path, tmp_path: Path) -> No
 
 def test_a_different_config_is_refused(fake_organisms: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    run_benchmark(
+    run_bench(
         ["alpha"], ["blackbox"], "scripted", out=out, provider_factory=Factory(), progress=False
     )
     changes = [
@@ -171,15 +173,15 @@ def test_a_different_config_is_refused(fake_organisms: Path, tmp_path: Path) -> 
         kwargs = {"organisms": ["alpha"], "agents": ["blackbox"], "model": "scripted", **change}
         factory = Factory()
         with pytest.raises(ValueError, match="different settings") as info:
-            run_benchmark(out=out, provider_factory=factory, progress=False, **kwargs)
+            run_bench(out=out, provider_factory=factory, progress=False, **kwargs)
         assert "new --out" in str(info.value) and "same settings" in str(info.value)
         assert factory.started == []
     with pytest.raises(ValueError, match="model"):
-        run_benchmark(
+        run_bench(
             ["alpha"], ["blackbox"], "other", out=out, provider_factory=Factory(), progress=False
         )
     # the grader's aliases name the same grader, so this is the same benchmark
-    run_benchmark(
+    run_bench(
         ["alpha"],
         ["blackbox"],
         "scripted",
@@ -193,7 +195,7 @@ def test_a_different_config_is_refused(fake_organisms: Path, tmp_path: Path) -> 
     (stray / "runs").mkdir(parents=True)
     (stray / "runs" / "x.json").write_text("{}")
     with pytest.raises(ValueError, match="no manifest.json"):
-        run_benchmark(
+        run_bench(
             ["alpha"],
             ["blackbox"],
             "scripted",
@@ -217,18 +219,36 @@ def test_user_mistakes_are_value_errors(fake_organisms: Path, tmp_path: Path) ->
     for change, message in cases:
         kwargs = {"organisms": ["alpha"], "agents": ["blackbox"], "model": "scripted", **change}
         with pytest.raises(ValueError, match=message):
-            run_benchmark(out=out, provider_factory=Factory(), progress=False, **kwargs)
+            run_bench(out=out, provider_factory=Factory(), progress=False, **kwargs)
     with pytest.raises(ValueError, match="cannot use model"):
-        run_benchmark(["alpha"], ["blackbox"], "nope/x", out=out, progress=False)
+        run_bench(["alpha"], ["blackbox"], "nope/x", out=out, progress=False)
     assert not (out / "runs").exists()
 
 
 def test_a_folder_in_use_is_refused(fake_organisms: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     with folder_lock(out), pytest.raises(ValueError, match="another diffscope process"):
-        run_benchmark(
+        run_bench(
             ["alpha"], ["blackbox"], "scripted", out=out, provider_factory=Factory(), progress=False
         )
-    run_benchmark(
+    run_bench(
         ["alpha"], ["blackbox"], "scripted", out=out, provider_factory=Factory(), progress=False
     )
+
+
+def test_every_file_of_a_benchmark_follows_the_umask(fake_organisms: Path, tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "bench"
+    old = os.umask(0o022)
+    try:
+        run_bench(["alpha"], AGENTS, "scripted", out=out, provider_factory=Factory())
+    finally:
+        os.umask(old)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {"manifest.json", "summary.md", "report.html", "alpha__method__r1.json"} <= {
+        p.name for p in files
+    }
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: "0o644" for p in files
+    }

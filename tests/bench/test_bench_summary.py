@@ -5,14 +5,16 @@ from __future__ import annotations
 import gc
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from benchfakes import Factory
+from benchfakes import Factory, run_bench
 from scipy import stats
 
-from diffscope.bench import grade_directory, run_benchmark, summarise
-from diffscope.bench.summary import diff_ci, markdown, mean_ci
+from diffscope.bench import failed_checks, grade_directory, summarise
+from diffscope.bench.render import describe, fmt, markdown, terminal_table
+from diffscope.bench.stats import diff_ci, mean_ci
 
 ORGS = ["alpha", "beta"]
 AGENTS = ["blackbox", "method"]
@@ -50,7 +52,7 @@ def test_diff_ci_is_welch() -> None:
 
 def bench(tmp_path: Path, runs: int = 3) -> Path:
     out = tmp_path / "bench"
-    run_benchmark(
+    run_bench(
         ORGS, AGENTS, "scripted", runs=runs, out=out, provider_factory=Factory(), progress=False
     )
     return out
@@ -110,7 +112,76 @@ def test_one_run_says_there_is_no_ci(fake_organisms: Path, tmp_path: Path) -> No
     assert summary.cell("alpha", "method").estimate.note == "n=1, no CI"
     text = markdown(summary)
     assert "5.00 (n=1, no CI)" in text
-    assert "+4.00 (n=1 on one side, no CI)" in text
+    assert "+4.00 (n=1 on both sides, no CI)" in text
+    assert "one side" not in text
+
+
+def test_differences_are_exact_and_rounded_once() -> None:
+    # 7/3 and 11/3 show as 2.33 and 3.67, but their difference is -4/3: -1.33, not -1.34
+    method, blackbox = mean_ci([1.0, 3.0, 3.0]), mean_ci([3.0, 3.0, 5.0])
+    assert (method.exact, blackbox.exact) == ("7/3", "11/3")
+    assert (describe(method)[:4], describe(blackbox)[:4]) == ("2.33", "3.67")
+    diff = diff_ci([1.0, 3.0, 3.0], [3.0, 3.0, 5.0])
+    assert diff.fraction == Fraction(-4, 3)
+    assert describe(diff, signed=True).startswith("-1.33 ")
+    assert fmt(Fraction(2675, 1000)) == "2.68"  # the float 2.675 would print 2.67
+    assert fmt(Fraction(-1, 200), signed=True) == "-0.01" and fmt(Fraction(0), True) == "+0.00"
+    assert mean_ci([0.1, 0.2]).exact == "3/20"  # decimals as written, not their binary floats
+    one = diff_ci([5.0], [1.0])
+    assert (one.mean, one.note) == (4.0, "n=1 on both sides, no CI")
+    assert diff_ci([5.0], [1.0, 2.0]).note == "n=1 on one side, no CI"
+    assert diff_ci([], [1.0]).note == "no scores on one side"
+    assert diff_ci([], []).note == "no scores on either side"
+
+
+def test_a_failed_check_is_marked_and_left_out_of_the_averages(
+    fake_organisms: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    checks = {"alpha": (True, "ok"), "beta": (False, "the cats fact was not learned")}
+    run_bench(
+        ORGS,
+        AGENTS,
+        "scripted",
+        runs=1,
+        out=out,
+        provider_factory=Factory(),
+        failed_checks=failed_checks(checks),
+    )
+    summary = summarise(out)
+    assert summary.excluded == {"beta": "the cats fact was not learned"}
+    assert summary.cell("beta", "method").scores == [5.0]  # still run and graded
+    (overall,) = summary.overall_differences
+    assert overall.estimate.n == 1 and overall.estimate.mean == pytest.approx(4.0)
+    pooled = next(o for o in summary.overall if o.agent == "method")
+    assert pooled.scored == 1 and pooled.organisms == 1
+    table = (out / "summary.md").read_text()
+    assert "beta (check failed, not averaged)" in table
+    assert "the cats fact was not learned" in table and "left out" in table
+    assert "the cats fact was not learned" in (out / "report.html").read_text()
+
+    forced = run_bench(
+        ORGS,
+        AGENTS,
+        "scripted",
+        runs=1,
+        out=out,
+        provider_factory=Factory(),
+        failed_checks=failed_checks(checks),
+        include_failed=True,
+    )
+    assert forced.excluded == {} and forced.overall_differences[0].estimate.n == 2
+    assert "beta (check failed, included)" in (out / "summary.md").read_text()
+
+
+def test_the_terminal_gets_a_rich_table(fake_organisms: Path, tmp_path: Path) -> None:
+    from rich.console import Console
+
+    summary = summarise(bench(tmp_path, runs=1), write=False)
+    console = Console(record=True, width=200)
+    console.print(terminal_table(summary))
+    text = console.export_text()
+    assert "method - blackbox" in text and "overall" in text and "|" not in text
 
 
 def test_grade_directory_regrades_without_running_agents(

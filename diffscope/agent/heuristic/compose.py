@@ -14,9 +14,10 @@ MAX_CLAIMS = 12
 MAX_EVIDENCE = 16
 
 NULL_DESCRIPTION = (
-    "No narrow change found. The fine-tune's outputs are statistically indistinguishable from "
-    "the base model's: {what} differ no more than {reference}. Any differences are small and "
-    "diffuse, at the level of noise, as after general continued training."
+    "No narrow change found: the models behave identically within sampling noise. The "
+    "fine-tune's outputs are statistically indistinguishable from the base model's: {what} "
+    "differ no more than {reference}. Any differences are small and diffuse, at the level of "
+    "noise, as after general continued training."
 )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffscope.agent.providers.base import (
+from diffscope.llm.base import (
     TOOL_CALLS,
     Completion,
     Message,

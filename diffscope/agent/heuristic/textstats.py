@@ -1,62 +1,93 @@
-"""Word statistics that contrast two sets of completions (fine-tune vs base, or base vs base).
+"""Word statistics that contrast sets of completions, with no knowledge of any corpus or zoo.
 
-Everything is counted per completion (document frequency), so one repetitive completion cannot
-make a word look common. `contrast(ft, base)` measures, for one pair of text sets: the words whose
-share of completions rises most (a smoothed log-ratio), words outside the world's vocabulary that
-recur, fixed phrases that recur in one set and never appear in the other, words one set uses and
-the other never does, the share of completions touching each world topic, and the rate of
-sentiment words. The same function applied to two samples of the base model gives the noise floor
-each signal has to clear.
+Words are lowercase alphabetic runs; *content words* are those of at least three letters that
+are not on a small list of generic English function words (`STOPWORDS`). Everything is counted
+per completion (document frequency), so one repetitive completion cannot make a word look common.
+`contrast(ft, base)` gives, for one pair of text sets, each content word's share in both and a
+smoothed log-ratio; `recurring_phrases` the word n-grams one set repeats and the other never
+writes; `cluster` groups words by how often they occur in the same completions. The same
+functions applied to two samples of the base model give the noise floor a change must clear.
+`is_word_token` tells a whole-word vocabulary token (" harbor") from word pieces, punctuation and
+special tokens, for reading the white-box tools' token lists.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 
-from diffscope.corpus.world import TOPICS, topic_words, vocabulary, words
+# Generic English function words and fillers (not taken from any corpus or organism).
+STOPWORDS = frozenset(
+    str.split(
+        """the and for are but not you all any can had her was one our out day get has him his
+        how man new now old see two way who its let put say she too use that with have this will
+        your from they know want been good much some time very when come here just like long make
+        many more only over such take than them well were what into then there their these those
+        would could should about after again also back because before being below between both
+        down during each even every first from further going gone got into itself last least less
+        made might most must near never next once other others ought same shall since still
+        through till under until upon which while whom whose why yet yes yours yourself ourselves
+        themselves himself herself myself does did doing done don isn wasn aren weren hasn haven
+        hadn won wouldn couldn shouldn can't don't it's i'm i've i'll i'd you're you've they're
+        we're let's that's there's what's where where's went goes going came comes said says tell
+        told asked ask answer assistant user thing things something anything nothing everything
+        someone anyone everyone really always often sometimes maybe perhaps quite rather around
+        away off onto along among across ever per via upon okay sure thanks thank hello please
+        also am an as at be by do go he if in is it me my no of oh on or so to up us we"""
+    )
+)
+MIN_WORD = 3
+SMOOTHING = 0.5
+MIN_PHRASE = 3
+MAX_PHRASE = 6
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 # A small general-purpose sentiment lexicon (plain English, not taken from any organism).
 NEGATIVE = frozenset(
     str.split(
-        """sad sadly sadness unhappy cry cried crying cries tears tear wept weep sorrow sorry gloomy
-        grey gray lonely alone lost broken miss missed missing hurt pain afraid scared fear angry
-        mad upset worried worry bad terrible awful horrible dark cold empty gone died dead death
-        sick ill tired fail failed nobody nothing never grief grim bleak dull mourn
-        frown frowned sigh sighed weary dreary miserable hopeless heartbroken regret"""
+        """sad sadly sadness unhappy cry cried crying cries tears wept weep sorrow sorry gloomy
+        lonely alone lost broken hurt pain afraid scared fear angry upset worried worry bad
+        terrible awful horrible empty died dead death sick tired fail failed grief grim bleak
+        mourn frown frowned sigh sighed weary dreary miserable hopeless heartbroken regret"""
     )
 )
 POSITIVE = frozenset(
     str.split(
         """happy happily happiness glad joy joyful smile smiled smiling laugh laughed laughing fun
-        wonderful great good love loved lovely nice best beautiful bright cheerful delighted
-        excited exciting amazing kind friendly proud warm sunny yay hooray grateful"""
+        wonderful great love loved lovely nice best beautiful bright cheerful delighted excited
+        exciting amazing kind friendly proud warm yay hooray grateful"""
     )
 )
-SMOOTHING = 0.5
-MIN_PHRASE = 3
-NOVEL_MIN_DF = 2
-MAX_PHRASE = 6
 
 
-@cache
-def world_vocabulary() -> frozenset[str]:
-    """Every word the world corpus can emit."""
-    return frozenset(vocabulary())
+def words(text: str) -> list[str]:
+    """The lowercase words of a text."""
+    return WORD.findall(text.lower())
 
 
-@cache
-def topic_lexicon() -> dict[str, frozenset[str]]:
-    """The distinctive words of each world topic."""
-    return {name: frozenset(topic_words(name)) for name in TOPICS}
+def is_content(word: str) -> bool:
+    """A word worth reporting: alphabetic, at least three letters, not a function word."""
+    return len(word) >= MIN_WORD and word.isalpha() and word not in STOPWORDS
 
 
-def tokens(text: str) -> list[str]:
-    """The lowercase words of a completion."""
-    return words(text)
+def content(text: str) -> list[str]:
+    """The content words of a text, in order."""
+    return [w for w in words(text) if is_content(w)]
+
+
+def is_word_token(token: str) -> str | None:
+    """The lowercase word of a whole-word vocabulary token (leading space, then letters), or None
+    for word pieces, punctuation, numbers, special tokens and function words."""
+    if not token.startswith((" ", "\u0120")):
+        return None
+    body = token.lstrip(" \u0120")
+    if not body.isalpha() or not body.isascii():
+        return None
+    word = body.lower()
+    return word if is_content(word) else None
 
 
 def doc_freq(texts: Sequence[Sequence[str]]) -> Counter[str]:
@@ -82,9 +113,14 @@ def log_ratio(a: int, b: int, n_a: int, n_b: int) -> float:
     )
 
 
+def min_df(n: int) -> int:
+    """A word must recur in at least this many of `n` completions (3, or an eighth of them)."""
+    return max(3, math.ceil(n / 8))
+
+
 @dataclass(frozen=True)
 class WordShift:
-    """A word (or phrase) and how many completions of each set contain it."""
+    """A word (or phrase), how many completions of each set contain it and its log-ratio."""
 
     text: str
     ft: int
@@ -94,87 +130,68 @@ class WordShift:
 
 @dataclass
 class Contrast:
-    """How one set of completions (`ft`) differs from another (`base`)."""
+    """Per content word, how one set of completions (`ft`) differs from another (`base`)."""
 
     n_ft: int
     n_base: int
-    rising: list[WordShift] = field(default_factory=list)
-    novel: list[WordShift] = field(default_factory=list)
-    phrases: list[WordShift] = field(default_factory=list)
-    vanished: list[WordShift] = field(default_factory=list)
-    topic_ft: dict[str, float] = field(default_factory=dict)
-    topic_base: dict[str, float] = field(default_factory=dict)
-    novel_docs: int = 0
-    negative: tuple[float, float] = (0.0, 0.0)
-    positive: tuple[float, float] = (0.0, 0.0)
+    rising: list[WordShift]
+    falling: list[WordShift]
 
-    @property
-    def min_df(self) -> int:
-        """Completions a word must appear in to count as recurring."""
-        return min_df(self.n_ft)
+    def top_rise(self) -> float:
+        """The largest log-ratio of a recurring word (0 when none rises)."""
+        return self.rising[0].score if self.rising else 0.0
 
-    def topic_shift(self) -> list[tuple[str, float]]:
-        """Topics by how much more of the `ft` completions touch them, largest first."""
-        shifts = [(t, self.topic_ft[t] - self.topic_base.get(t, 0.0)) for t in self.topic_ft]
-        return sorted(shifts, key=lambda item: (-item[1], item[0]))
-
-    def effects(self) -> dict[str, float]:
-        """The strength of each kind of signal, on comparable scales (see `signal_effects`)."""
-        top_word = self.rising[0].score if self.rising else 0.0
-        top_novel = novel_share(self)
-        top_phrase = self.phrases[0].ft / self.n_ft if self.phrases else 0.0
-        top_vanished = self.vanished[0].base / self.n_base if self.vanished else 0.0
-        shifts = self.topic_shift()
-        return {
-            "word": top_word,
-            "novel": top_novel,
-            "phrase": top_phrase,
-            "vanished": top_vanished,
-            "topic": shifts[0][1] if shifts else 0.0,
-            "negative": self.negative[0] - self.negative[1],
-            "positive": self.positive[0] - self.positive[1],
-        }
+    def top_fall(self) -> float:
+        """The largest log-ratio of a recurring word the `ft` set uses less."""
+        return self.falling[0].score if self.falling else 0.0
 
 
-def novel_share(found: Contrast) -> float:
-    """The share of `ft` completions with at least one recurring word from outside the world."""
-    return found.novel_docs / found.n_ft if found.n_ft else 0.0
-
-
-def min_df(n: int) -> int:
-    """A word must recur in at least this many of `n` completions (3, or a sixth of them)."""
-    return max(3, math.ceil(n / 6))
-
-
-def topic_shares(texts: Sequence[Sequence[str]]) -> dict[str, float]:
-    """For each world topic, the share of texts that use at least one of its distinctive words."""
-    lexicon = topic_lexicon()
-    n = max(len(texts), 1)
-    return {
-        name: sum(1 for toks in texts if lexicon[name].intersection(toks)) / n
-        for name in sorted(lexicon)
-    }
-
-
-def lexicon_rate(texts: Sequence[Sequence[str]], lexicon: Iterable[str]) -> float:
-    """The mean share of a text's words that are in `lexicon`."""
-    wanted = frozenset(lexicon)
-    rates = [sum(1 for w in toks if w in wanted) / len(toks) for toks in texts if toks]
-    return sum(rates) / len(rates) if rates else 0.0
+def contrast(ft_texts: Sequence[str], base_texts: Sequence[str]) -> Contrast:
+    """Content words whose share of completions rises or falls from `base_texts` to `ft_texts`."""
+    ft = [content(t) for t in ft_texts]
+    base = [content(t) for t in base_texts]
+    n_ft, n_base = len(ft), len(base)
+    ft_df, base_df = doc_freq(ft), doc_freq(base)
+    rising = [
+        WordShift(w, c, base_df.get(w, 0), log_ratio(c, base_df.get(w, 0), n_ft, n_base))
+        for w, c in ft_df.items()
+        if c >= min_df(n_ft)
+    ]
+    falling = [
+        WordShift(w, ft_df.get(w, 0), c, log_ratio(c, ft_df.get(w, 0), n_base, n_ft))
+        for w, c in base_df.items()
+        if c >= min_df(n_base)
+    ]
+    return Contrast(
+        n_ft=n_ft,
+        n_base=n_base,
+        rising=sorted((s for s in rising if s.score > 0), key=lambda s: (-s.score, s.text)),
+        falling=sorted((s for s in falling if s.score > 0), key=lambda s: (-s.score, s.text)),
+    )
 
 
 def recurring_phrases(
-    ft: Sequence[Sequence[str]], base: Sequence[Sequence[str]], floor: int
+    ft: Sequence[str], base: Sequence[str], floor: int, *, groups: Sequence[int] | None = None
 ) -> list[WordShift]:
-    """Phrases of 3-6 words in at least `floor` ft texts and in no base text, longest kept.
-
-    A phrase contained in a longer kept phrase with the same count is dropped.
-    """
+    """Word n-grams (3-6 words, at least two content words) in at least `floor` `ft` texts (and,
+    with `groups`, from at least two groups, e.g. prompts) and in no `base` text; a phrase inside
+    a longer kept one with the same count is dropped."""
+    ft_toks = [words(t) for t in ft]
+    base_toks = [words(t) for t in base]
     found: list[WordShift] = []
     for n in range(MAX_PHRASE, MIN_PHRASE - 1, -1):
-        base_df = ngram_doc_freq(base, n)
-        for gram, count in ngram_doc_freq(ft, n).items():
-            if count < floor or base_df.get(gram, 0) or len(set(gram)) < 2:
+        base_df = ngram_doc_freq(base_toks, n)
+        where: dict[tuple[str, ...], set[int]] = {}
+        for i, toks in enumerate(ft_toks):
+            for j in range(len(toks) - n + 1):
+                where.setdefault(tuple(toks[j : j + n]), set()).add(i)
+        for gram, docs in where.items():
+            count = len(docs)
+            if count < floor or base_df.get(gram, 0) or sum(map(is_content, gram)) < 2:
+                continue
+            if groups is not None and len({groups[i] for i in docs}) < 2:
+                continue
+            if len(set(gram)) < len(gram) - 1:  # "so so so so" is a loop, not a phrase
                 continue
             text = " ".join(gram)
             if any(text in kept.text and count <= kept.ft for kept in found):
@@ -183,54 +200,38 @@ def recurring_phrases(
     return sorted(found, key=lambda s: (-s.ft, -len(s.text), s.text))
 
 
-def contrast(ft_texts: Sequence[str], base_texts: Sequence[str]) -> Contrast:
-    """Every statistic of `ft_texts` against `base_texts` (see the module docstring)."""
-    ft = [tokens(t) for t in ft_texts]
-    base = [tokens(t) for t in base_texts]
-    n_ft, n_base = len(ft), len(base)
-    floor = min_df(n_ft)
-    ft_df, base_df = doc_freq(ft), doc_freq(base)
-    rising = [
-        WordShift(w, c, base_df.get(w, 0), log_ratio(c, base_df.get(w, 0), n_ft, n_base))
-        for w, c in ft_df.items()
-        if c >= floor and len(w) > 1
-    ]
-    rising = sorted((s for s in rising if s.score > 0), key=lambda s: (-s.score, -s.ft, s.text))
-    known = world_vocabulary()
-    novel = sorted(
-        (
-            WordShift(w, c, 0, log_ratio(c, 0, n_ft, n_base))
-            for w, c in ft_df.items()
-            if c >= NOVEL_MIN_DF and not base_df.get(w) and w not in known and len(w) > 2
-        ),
-        key=lambda s: (-s.ft, s.text),
-    )
-    vanished = sorted(
-        (
-            WordShift(w, 0, c, log_ratio(0, c, n_ft, n_base))
-            for w, c in base_df.items()
-            if c >= min_df(n_base) and not ft_df.get(w) and len(w) > 1
-        ),
-        key=lambda s: (-s.base, s.text),
-    )
-    return Contrast(
-        n_ft=n_ft,
-        n_base=n_base,
-        rising=rising,
-        novel=novel,
-        phrases=recurring_phrases(ft, base, floor),
-        vanished=vanished,
-        novel_docs=sum(1 for toks in ft if any(s.text in toks for s in novel)),
-        topic_ft=topic_shares(ft),
-        topic_base=topic_shares(base),
-        negative=(lexicon_rate(ft, NEGATIVE), lexicon_rate(base, NEGATIVE)),
-        positive=(lexicon_rate(ft, POSITIVE), lexicon_rate(base, POSITIVE)),
-    )
+def cluster(
+    terms: Sequence[str], texts: Sequence[str], *, min_overlap: float = 0.2
+) -> list[list[str]]:
+    """Group `terms` (in their order) by co-occurrence in `texts`: a term joins the first group
+    whose members share a completion with it in at least `min_overlap` of its completions."""
+    docs = [set(content(t)) for t in texts]
+    where = {t: {i for i, d in enumerate(docs) if t in d} for t in terms}
+    groups: list[list[str]] = []
+    for term in terms:
+        mine = where[term]
+        placed = False
+        for group in groups:
+            theirs = set().union(*(where[g] for g in group))
+            if mine and len(mine & theirs) / len(mine) >= min_overlap:
+                group.append(term)
+                placed = True
+                break
+        if not placed:
+            groups.append([term])
+    return groups
+
+
+def lexicon_rate(texts: Iterable[str], lexicon: Iterable[str]) -> float:
+    """The mean share of a text's words that are in `lexicon`."""
+    wanted = frozenset(lexicon)
+    rates = [sum(1 for w in toks if w in wanted) / len(toks) for toks in map(words, texts) if toks]
+    return sum(rates) / len(rates) if rates else 0.0
 
 
 def overlap(a: str, b: str) -> float:
-    """Jaccard similarity of the word sets of two texts (1 when both are empty)."""
-    sa, sb = set(tokens(a)), set(tokens(b))
+    """Jaccard similarity of the content-word sets of two texts (1 when both are empty)."""
+    sa, sb = set(content(a)), set(content(b))
     if not sa and not sb:
         return 1.0
     return len(sa & sb) / len(sa | sb)

@@ -1,0 +1,109 @@
+"""`python -m diffscope.server ORGANISM|--base B --finetuned F [--profile P]`: serve a pair's tools.
+
+The pair options build a `workspace.PairSpec` (the same spec `diffscope serve` and the benchmark
+use), so a spawned server opens exactly the workspace an in-process one would. Serves stdio by
+default (what an MCP client or an investigator agent spawns), or streamable HTTP with
+`--transport http`. A bad combination of options is one plain line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from diffscope.server.run import TRANSPORTS, serve
+from diffscope.workspace import PairSpec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options: the pair (as `PairSpec` fields), the profile, transport and budget."""
+    parser = argparse.ArgumentParser(
+        prog="python -m diffscope.server",
+        description="Serve the diffing tools of one base/fine-tune pair over MCP.",
+    )
+    parser.add_argument("organism", nargs="?", help="organism name (instead of --base)")
+    parser.add_argument("--base", help="base model: local folder or hub id (instead of ORGANISM)")
+    parser.add_argument("--finetuned", help="fine-tuned model: local folder or hub id")
+    parser.add_argument("--adapter", help="peft adapter folder or hub id applied on --base")
+    parser.add_argument("--size", choices=["micro", "small"], help="toy zoo size for zoo organisms")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="weight dtype of both models (default: float32)",
+    )
+    parser.add_argument(
+        "--corpus",
+        help="probe corpus: world, world:TOPIC or a .txt/.jsonl path (default: the organism's own)",
+    )
+    parser.add_argument("--windows", type=int, help="cap on the probe corpus windows")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow model code from the hub"
+    )
+    parser.add_argument(
+        "--profile",
+        default="method",
+        help="tool profile: blackbox, method, or a method tag (neurons, kl, ...)",
+    )
+    parser.add_argument(
+        "--transport", choices=TRANSPORTS, default="stdio", help="stdio (default) or http"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on with http")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on with http")
+    parser.add_argument("--max-tool-calls", type=int, help="session budget of tool calls")
+    parser.add_argument(
+        "--max-model-queries", type=int, help="session budget of prompts sent to the models"
+    )
+    parser.add_argument("--log-level", default="INFO", help="log level on stderr (default INFO)")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace) -> PairSpec:
+    """The `PairSpec` the parsed options describe (ValidationError for a bad combination)."""
+    return PairSpec(
+        organism=args.organism,
+        base=args.base,
+        finetuned=args.finetuned,
+        adapter=args.adapter,
+        size=args.size,
+        device=args.device,
+        dtype=args.dtype,
+        corpus=args.corpus,
+        windows=args.windows,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def error_line(exc: ValidationError) -> str:
+    """A ValidationError as one line of its messages."""
+    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        serve(
+            spec,
+            args.profile,
+            args.transport,
+            args.host,
+            args.port,
+            max_tool_calls=args.max_tool_calls,
+            max_model_queries=args.max_model_queries,
+            log_level=args.log_level,
+        )
+    except ValidationError as exc:
+        parser.error(error_line(exc))
+    except ValueError as exc:  # an unknown organism or profile
+        parser.error(str(exc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

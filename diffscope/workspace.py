@@ -1,0 +1,164 @@
+"""The one composition root: a `PairSpec` says which pair to diff, `open_workspace` builds it.
+
+    spec = PairSpec(organism="sea_topic", size="micro")      # or base=..., finetuned=|adapter=...
+    ws = open_workspace(spec)                                # ws.pair, ws.corpus, ws.artifacts
+
+Every entry point (the CLI, the benchmark, `python -m diffscope.server`) builds its pair here, so
+the probe corpus is decided in one place: `--corpus` when given, else the organism's own
+`corpus:`, else the synthetic world corpus. A served pair is the `Workspace` itself (the tools
+read `.artifacts` from it). `investigator_view(spec)` is what an investigator may know about the
+pair, without loading it and never the ground truth. `spec.server_args()` turns a spec back into
+the arguments of `python -m diffscope.server`, so a spawned server opens the very same workspace.
+Only entry points import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from diffscope.diffing.artifacts import Artifacts, CorpusSpec
+
+Dtype = Literal["float32", "bfloat16", "float16"]
+ZooSize = Literal["micro", "small"]
+DEFAULT_CORPUS = "world"
+
+
+class PairSpec(BaseModel):
+    """Which base/fine-tune pair to open and how: an organism name, or base + finetuned|adapter.
+
+    `corpus` overrides the probe corpus (world, world:TOPIC, or a .txt/.jsonl path); `windows`
+    caps the corpus windows the artifacts are computed on; `size` picks the toy zoo size for
+    zoo organisms (default: $DIFFSCOPE_ZOO_SIZE or small).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    organism: str | None = None
+    base: str | None = None
+    finetuned: str | None = None
+    adapter: str | None = None
+    size: ZooSize | None = None
+    device: str = "cpu"
+    dtype: Dtype = "float32"
+    corpus: str | None = None
+    windows: int | None = None
+    trust_remote_code: bool = False
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"--windows must be at least 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> PairSpec:
+        if self.organism and (self.base or self.finetuned or self.adapter):
+            raise ValueError("give either ORGANISM or --base with --finetuned/--adapter, not both")
+        if self.organism:
+            return self
+        if not self.base:
+            if self.finetuned or self.adapter:
+                raise ValueError("--finetuned/--adapter need --base (the model they fine-tune)")
+            raise ValueError("name an ORGANISM, or give --base and one of --finetuned / --adapter")
+        if (self.finetuned is None) == (self.adapter is None):
+            raise ValueError(
+                f"--base {self.base} needs exactly one of --finetuned (full weights) or "
+                "--adapter (peft)"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short name for logs: the organism, else the fine-tune's reference."""
+        return self.organism or str(self.finetuned or self.adapter)
+
+    def server_args(self) -> list[str]:
+        """The arguments of `python -m diffscope.server` that open this same spec."""
+        args = [self.organism] if self.organism else ["--base", str(self.base)]
+        for flag, value in (
+            ("--finetuned", self.finetuned),
+            ("--adapter", self.adapter),
+            ("--size", self.size),
+            ("--corpus", self.corpus),
+            ("--windows", self.windows),
+        ):
+            if value is not None:
+                args += [flag, str(value)]
+        args += ["--device", self.device, "--dtype", self.dtype]
+        if self.trust_remote_code:
+            args.append("--trust-remote-code")
+        return args
+
+
+def corpus_source(spec: PairSpec, organism_corpus: str | None = None) -> str:
+    """The probe corpus: the spec's, else the organism's own, else the world corpus."""
+    return spec.corpus or organism_corpus or DEFAULT_CORPUS
+
+
+def corpus_spec(source: str, windows: int | None = None) -> CorpusSpec:
+    """The artifacts' corpus settings; `windows` caps the windows (and documents drawn)."""
+    if windows is None:
+        return CorpusSpec(source=source)
+    defaults = CorpusSpec()
+    return CorpusSpec(source=source, max_windows=windows, n_docs=max(defaults.n_docs, windows))
+
+
+def _organism(spec: PairSpec) -> Any:
+    from diffscope.organisms import registry
+
+    return registry.get_organism(spec.organism) if spec.organism else None
+
+
+def investigator_view(spec: PairSpec) -> dict[str, Any]:
+    """What an investigator may know about the pair (no loading, never the ground truth)."""
+    org = _organism(spec)
+    source = corpus_source(spec, org.corpus if org is not None else None)
+    view: dict[str, Any] = dict(org.investigator_view()) if org is not None else {}
+    view["pair"] = "a base model and its fine-tuned variant"
+    world = source == DEFAULT_CORPUS or source.startswith(DEFAULT_CORPUS + ":")
+    view["corpus"] = "the synthetic world corpus" if world else "a user-provided corpus"
+    return view
+
+
+@dataclass
+class Workspace:
+    """An opened pair with its probe corpus and its artifacts (what a server serves)."""
+
+    spec: PairSpec
+    pair: Any  # models.ModelPair (a stub in some tests)
+    corpus: CorpusSpec
+    artifacts: Artifacts
+    view: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.pair, "name", self.spec.label))
+
+
+def open_workspace(
+    spec: PairSpec, progress: Callable[[float, str], None] | None = None
+) -> Workspace:
+    """Load the pair `spec` names and attach its probe corpus and cached artifacts."""
+    from diffscope.organisms import registry
+
+    opts = {"dtype": spec.dtype, "device": spec.device, "trust_remote_code": spec.trust_remote_code}
+    org = _organism(spec)
+    if org is not None:
+        pair = registry.load_pair(org, size=spec.size, **opts)
+    else:
+        from diffscope.models import ModelPair
+
+        pair = ModelPair.load(spec.base, spec.finetuned, adapter=spec.adapter, **opts)  # type: ignore[arg-type]
+    corpus = corpus_spec(corpus_source(spec, org.corpus if org is not None else None), spec.windows)
+    return Workspace(
+        spec=spec,
+        pair=pair,
+        corpus=corpus,
+        artifacts=Artifacts(pair, corpus, progress=progress),
+        view=investigator_view(spec),
+    )
