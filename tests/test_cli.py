@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from diffscope.cli import UserError, build_parser, corpus_spec, main
+from diffscope.cli import build_parser, main, pair_spec
+from diffscope.workspace import corpus_source, corpus_spec
 
 COMMANDS = [
     ["organisms", "list"],
@@ -21,6 +22,7 @@ COMMANDS = [
     ["serve"],
     ["investigate"],
     ["crosscoder", "train"],
+    ["crosscoder", "capabilities"],
     ["bench"],
     ["grade"],
 ]
@@ -93,11 +95,14 @@ def test_report_writes_json_and_html(micro_zoo, tmp_path, capsys):
 
 def test_crosscoder_train_windows_sets_the_corpus_size():
     parser = build_parser()
-    default = corpus_spec(parser.parse_args(["crosscoder", "train", "music_lora"]), None)
-    spec = corpus_spec(
-        parser.parse_args(["crosscoder", "train", "music_lora", "--windows", "8000"]), None
-    )
+
+    def corpus(argv):
+        spec = pair_spec(parser.parse_args(argv))
+        return corpus_spec(corpus_source(spec), spec.windows)
+
+    default = corpus(["crosscoder", "train", "music_lora"])
+    spec = corpus(["crosscoder", "train", "music_lora", "--windows", "8000"])
     assert (spec.max_windows, spec.n_docs) == (8000, 8000)
     assert (default.max_windows, default.n_docs) == (384, 1200)
-    with pytest.raises(UserError, match="--windows"):
-        corpus_spec(parser.parse_args(["crosscoder", "train", "x", "--windows", "0"]), None)
+    with pytest.raises(ValueError, match="--windows must be at least 1"):
+        corpus(["crosscoder", "train", "x", "--windows", "0"])

@@ -1,0 +1,429 @@
+"""The `diffscope` sub-commands' handlers: each takes the parsed arguments, calls into the package
+and returns an exit code. The parser and `main` are in `diffscope.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """A problem with the user's input; printed without a traceback."""
+
+
+def names_list(text: str) -> list[str]:
+    """An argparse type: "a,b, c" -> ["a", "b", "c"] (with action="extend", flags may repeat)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+# -- organisms ------------------------------------------------------------------------------------
+def cmd_organisms_list(args: argparse.Namespace) -> int:
+    from diffscope.organisms.registry import all_organisms
+
+    organisms = all_organisms()
+    if args.json:
+        rows = [o.public_view() for o in organisms.values()]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"{len(organisms)} organisms")
+    for col in ("name", "kind", "type", "base", "fine-tune"):
+        table.add_column(col)
+    for org in organisms.values():
+        ft = org.finetuned or f"{org.adapter} (adapter)"
+        table.add_row(org.name, org.kind, org.type, org.base, ft)
+    out.print(table)
+    return 0
+
+
+def cmd_organisms_show(args: argparse.Namespace) -> int:
+    from diffscope.organisms.registry import get_organism, with_built_ground_truth
+
+    org = get_organism(args.name)
+    data = with_built_ground_truth(org).model_dump() if args.reveal else org.public_view()
+    print(json.dumps(data, indent=2))
+    if not args.reveal:
+        err.print("[dim](ground truth hidden; add --reveal to show it)[/dim]")
+    return 0
+
+
+# -- zoo ------------------------------------------------------------------------------------------
+def _print_stage(result) -> None:
+    mark = "[green]ok[/green]" if result.passed else "[red]FAILED[/red]"
+    where = "cached" if result.cached else f"{result.seconds:.0f}s"
+    out.print(f"{mark} [bold]{result.name}[/bold] ({where}): {result.summary}")
+
+
+def build_zoo_checked(
+    size: str, only: list[str] | None, quiet: bool
+) -> dict[str, tuple[bool, str]]:
+    """Build (or reuse) the zoo, printing each entry; `name -> (passed, reason)` of its checks."""
+    from diffscope.organisms.zoo import build_zoo
+
+    results = build_zoo(size, only=only or None, progress=not quiet, report=_print_stage)
+    return {r.name: (r.passed, r.summary) for r in results}
+
+
+def cmd_zoo_build(args: argparse.Namespace) -> int:
+    checks = build_zoo_checked(args.size, args.only, args.quiet)
+    failed = [name for name, (passed, _) in checks.items() if not passed]
+    if failed:
+        err.print(f"[red]behavioural check failed for: {', '.join(failed)}[/red]")
+        return 1
+    out.print(f"zoo ({args.size}) ready: {len(checks)} entries")
+    return 0
+
+
+def _print_summary_table(summary, out_dir) -> None:
+    """The benchmark's table on the terminal (rich); the files keep Markdown and HTML."""
+    from diffscope.bench.render import check_notes, terminal_table
+
+    out.print(terminal_table(summary))
+    for note in check_notes(summary):
+        err.print(f"[yellow]{note}[/yellow]")
+    out.print(f"table: {out_dir / 'summary.md'}; report: {out_dir / 'report.html'}")
+
+
+def built_checks(names: list[str]) -> dict[str, tuple[bool, str]]:
+    """The last behavioural check of each named toy organism that the zoo has built, when the
+    zoo can tell (`organisms.zoo.check_result`); organisms it cannot tell about are left out."""
+    from diffscope.organisms import zoo
+
+    check_result = getattr(zoo, "check_result", None)
+    checks: dict[str, tuple[bool, str]] = {}
+    if check_result is None:
+        return checks
+    for name in names:
+        try:
+            result = check_result(name)
+        except Exception:  # not a zoo organism, or not built: nothing to say about it
+            continue
+        if result is None:
+            continue
+        if isinstance(result, tuple):
+            checks[name] = (bool(result[0]), str(result[1]))
+        else:
+            reason = getattr(result, "reason", None) or getattr(result, "summary", "")
+            checks[name] = (bool(result.passed), str(reason))
+    return checks
+
+
+def bench_config(
+    args: argparse.Namespace, organisms: list[str], checks: dict[str, tuple[bool, str]]
+):
+    """The one `BenchConfig` of a `bench` (or `demo`) command."""
+    from diffscope.agent.loop import AgentBudget
+    from diffscope.bench import AGENTS, BenchConfig, failed_checks
+
+    return BenchConfig(
+        organisms=organisms,
+        agents=args.agents or list(AGENTS),
+        model=args.model,
+        grader=args.grader,
+        runs=args.runs,
+        parallel=args.parallel,
+        budget=AgentBudget(max_tool_calls=args.max_tool_calls, max_wall_s=args.max_wall_s),
+        base_url=args.base_url,
+        include_failed=args.include_failed,
+        failed_checks=failed_checks(checks),
+    )
+
+
+def cmd_bench(args: argparse.Namespace, checks: dict[str, tuple[bool, str]] | None = None) -> int:
+    from pathlib import Path
+
+    from diffscope.bench import run_benchmark
+    from diffscope.organisms.registry import all_organisms
+
+    organisms = args.organisms or sorted(all_organisms())
+    if checks is None:
+        checks = built_checks(organisms)
+    config = bench_config(args, organisms, checks)
+    out_dir = Path(args.out)
+    summary = run_benchmark(config, out_dir, progress=not args.quiet)
+    _print_summary_table(summary, out_dir)
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.bench import grade_directory
+
+    summary = grade_directory(Path(args.dir), args.grader, progress=not args.quiet)
+    _print_summary_table(summary, Path(args.dir))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the zoo, run the offline investigators on every toy organism, grade, summarise."""
+    import os
+    from pathlib import Path
+
+    from diffscope.organisms.zoo import toy_organisms
+    from diffscope.paths import home
+
+    os.environ["DIFFSCOPE_ZOO_SIZE"] = args.size
+    checks = build_zoo_checked(args.size, None, args.quiet)
+    failed = [name for name, (passed, _) in checks.items() if not passed]
+    if failed:
+        what = (
+            "counted anyway (--include-failed)"
+            if args.include_failed
+            else ("investigated but left out of the averages (--include-failed to count them)")
+        )
+        err.print(f"[yellow]behavioural check failed for {', '.join(failed)}: {what}[/yellow]")
+    out_dir = Path(args.out) if args.out else home() / "demo" / args.size
+    organisms = [o.name for o in toy_organisms()]
+    return cmd_bench(
+        argparse.Namespace(
+            organisms=organisms,
+            agents=["blackbox", "method"],
+            model="heuristic",
+            grader=None,
+            runs=1,
+            parallel=1,
+            out=str(out_dir),
+            max_tool_calls=30,
+            max_wall_s=900.0,
+            base_url=None,
+            include_failed=args.include_failed,
+            quiet=args.quiet,
+        ),
+        checks,
+    )
+
+
+# -- pairs ----------------------------------------------------------------------------------------
+def add_pair_args(parser: argparse.ArgumentParser) -> None:
+    """ORGANISM, or --base with --finetuned/--adapter; plus loading options."""
+    parser.add_argument(
+        "organism", nargs="?", help="organism name (see `diffscope organisms list`)"
+    )
+    parser.add_argument("--base", help="base model: local folder or hub id (instead of ORGANISM)")
+    parser.add_argument("--finetuned", help="fine-tuned model: local folder or hub id")
+    parser.add_argument("--adapter", help="peft adapter folder or hub id applied on --base")
+    parser.add_argument(
+        "--size",
+        choices=["micro", "small"],
+        default=None,
+        help="toy zoo size for zoo organisms (default: $DIFFSCOPE_ZOO_SIZE or small)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="weight dtype both models are loaded in (default: float32)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="probe corpus: world (default), world:TOPIC, or a .txt/.jsonl path",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow model code from the hub (off by default)",
+    )
+
+
+def pair_spec(args: argparse.Namespace):
+    """The `workspace.PairSpec` of ORGANISM or --base/--finetuned/--adapter and the loading options
+    (with --windows when the command has it); ValueError saying what to fix."""
+    from diffscope.workspace import PairSpec
+
+    return PairSpec(
+        organism=args.organism,
+        base=args.base,
+        finetuned=args.finetuned,
+        adapter=args.adapter,
+        size=args.size,
+        device=args.device,
+        dtype=args.dtype,
+        corpus=args.corpus,
+        windows=getattr(args, "windows", None),
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def open_pair(args: argparse.Namespace):
+    """The opened `workspace.Workspace` (pair, probe corpus, artifacts) the arguments name."""
+    from diffscope.workspace import open_workspace
+
+    return open_workspace(pair_spec(args))
+
+
+def _progress_callback(label: str):
+    """A rich progress bar on stderr driven by (fraction, message) callbacks."""
+    from diffscope.organisms.training import progress_bar
+
+    bar = progress_bar(transient=True)
+    task = bar.add_task(label, total=1000, info="")
+
+    def update(fraction: float, message: str) -> None:
+        bar.update(task, completed=int(1000 * max(0.0, min(1.0, fraction))), info=message)
+
+    return bar, update
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    ws = open_pair(args)
+    bar, update = _progress_callback("prepare")
+    arts = ws.artifacts
+    arts.progress = update
+    with bar:
+        done = arts.prepare()
+        if args.crosscoder:
+            arts.crosscoder()
+            done["crosscoder"] = "ok"
+    out.print(
+        f"prepared artifacts for {ws.name} under {arts.root}: "
+        + ", ".join(f"{k} ({v})" for k, v in done.items())
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.diffing.report import write_report
+
+    ws = open_pair(args)
+    json_out = Path(args.json) if args.json else None
+    html_out = Path(args.html) if args.html else None
+    if json_out is None and html_out is None:
+        html_out = Path(f"diffscope-report-{ws.name}.html")
+    bar, update = _progress_callback("report")
+    ws.artifacts.progress = update
+    with bar:
+        report = write_report(ws.artifacts, json_out, html_out, progress=update)
+    top = ", ".join(f"L{n['layer']}N{n['neuron']}" for n in report["top_neurons"][:5])
+    promoted = ", ".join(repr(t["token"]) for t in report["promoted_tokens"][:10])
+    out.print(f"top neurons: {top}")
+    out.print(f"promoted tokens: {promoted}")
+    out.print(f"mean KL(ft||base) per token: {report['kl']['mean']:.4f}")
+    for path in (json_out, html_out):
+        if path is not None:
+            out.print(f"wrote {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The same server as `python -m diffscope.server` (and the benchmark's) for these options."""
+    from diffscope.server.run import serve
+
+    serve(
+        pair_spec(args),
+        args.profile,
+        args.transport,
+        args.host,
+        args.port,
+        max_tool_calls=args.max_tool_calls,
+        max_model_queries=args.max_model_queries,
+    )
+    return 0
+
+
+def cmd_desktop_config(args: argparse.Namespace) -> int:
+    """Print (or merge into Claude Desktop's config) a server entry with this Python's own path."""
+    from diffscope.desktop import default_config_path, merge_entry, server_entry
+    from diffscope.server.run import check_profile
+
+    if args.organism is None and args.base is None:
+        args.organism = "sea_topic"
+        err.print("[dim](no organism named: using sea_topic; name one or give --base)[/dim]")
+    check_profile(args.profile)
+    entry = server_entry([*pair_spec(args).server_args(), "--profile", args.profile])
+    if not args.write:
+        print(json.dumps({"mcpServers": {args.name: entry}}, indent=2))
+        return 0
+    target = Path(args.config) if args.config else default_config_path()
+    backup = merge_entry(target, args.name, entry)
+    out.print(f"wrote server {args.name!r} into {target}")
+    if backup is not None:
+        out.print(f"the previous file is kept as {backup}")
+    out.print("restart Claude Desktop to load it")
+    return 0
+
+
+def cmd_investigate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diffscope.agent.budget import AgentBudget
+    from diffscope.bench.investigate import run_investigation
+    from diffscope.bench.runner import check_model_name
+
+    check_model_name(args.model, args.agent, args.base_url)
+    budget = AgentBudget(
+        max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_wall_s=args.max_wall_s
+    )
+    result = run_investigation(
+        args.organism,
+        args.agent,
+        args.model,
+        budget=budget,
+        out=Path(args.out) if args.out else None,
+        transport=args.transport,
+        base_url=args.base_url,
+    )
+    hyp = result.hypothesis
+    out.print(f"[bold]status[/bold]: {result.status} (submitted by {result.submitted_by})")
+    out.print(f"[bold]hypothesis[/bold]: {hyp.description}")
+    for claim in hyp.key_claims:
+        out.print(f"  - {claim}")
+    if hyp.confidence is not None:
+        out.print(f"confidence: {hyp.confidence:.2f}")
+    if result.error:
+        err.print(f"[red]error:[/red] {result.error}")
+    out.print(f"log: {result.log_path}")
+    return 0 if result.status != "error" else 1
+
+
+def _crosscoder(args: argparse.Namespace):
+    """Train (or load the cached) crosscoder of the pair the arguments name, on its corpus."""
+    from diffscope.diffing.crosscoder.pipeline import train_for_pair
+
+    ws = open_pair(args)
+    return train_for_pair(
+        ws.pair,
+        layer=args.layer,
+        loss=args.loss,
+        dict_size=args.dict_size,
+        k=args.k,
+        steps=args.steps,
+        corpus=ws.corpus,
+    )
+
+
+def cmd_crosscoder_train(args: argparse.Namespace) -> int:
+    out.print_json(data=_crosscoder(args).summary())
+    return 0
+
+
+def cmd_crosscoder_capabilities(args: argparse.Namespace) -> int:
+    """The capability report of a pair's crosscoder (trained first unless cached)."""
+    from diffscope.diffing.crosscoder.capability import capability_report
+    from diffscope.diffing.crosscoder.pipeline import NU_MAX
+
+    art = _crosscoder(args)
+    report = capability_report(
+        art, max_nu=NU_MAX if args.max_nu is None else args.max_nu, n_boot=args.boot
+    )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(report.table())
+    return 0
+
+
