@@ -14,8 +14,10 @@ Only entry points import this module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -112,6 +114,44 @@ def _organism(spec: PairSpec) -> Any:
     from diffscope.organisms import registry
 
     return registry.get_organism(spec.organism) if spec.organism else None
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _check_source(label: str, ref: str, adapter: bool = False) -> None:
+    """A local source must exist and hold a model (or an adapter); hub ids pass through."""
+    path = Path(ref).expanduser()
+    if not path.exists():
+        if _HUB_ID.match(ref):
+            return  # a hub id: loaded (and downloaded) only because the user named it
+        raise ValueError(f"{label} {ref!r}: no such file or folder; give an existing path or a hub id")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"{label} {ref!r} is a file but not a .gguf model; give a model folder")
+        return
+    wanted = "adapter_config.json" if adapter else "config.json"
+    if not (path / wanted).exists():
+        kind = "a peft adapter" if adapter else "a model"
+        raise ValueError(f"{label} {ref!r} holds no {wanted}: it is not {kind} folder")
+
+
+def check_sources(spec: PairSpec) -> None:
+    """Fail before serving or loading on sources that cannot load (ValueError saying what to do):
+    an unbuilt zoo entry, a missing path, a folder that holds no model or adapter."""
+    org = _organism(spec)
+    if org is not None:
+        from diffscope.organisms import registry
+
+        refs = [("base", org.base, False), ("fine-tune", org.finetuned, False)]
+        refs.append(("adapter", org.adapter, True))
+        resolved = [(lbl, registry.resolve_ref(r, spec.size), a) for lbl, r, a in refs if r]
+    else:
+        refs = [("--base", spec.base, False), ("--finetuned", spec.finetuned, False)]
+        refs.append(("--adapter", spec.adapter, True))
+        resolved = [(lbl, str(r), a) for lbl, r, a in refs if r]
+    for label, ref, adapter in resolved:
+        _check_source(label, ref, adapter)
 
 
 def investigator_view(spec: PairSpec) -> dict[str, Any]:

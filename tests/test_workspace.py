@@ -70,9 +70,7 @@ def test_every_server_option_has_help() -> None:
 def test_the_server_main_reports_a_bad_spec_plainly(capsys) -> None:
     from diffscope.server.__main__ import main
 
-    with pytest.raises(SystemExit) as done:
-        main(["--base", "/no/such"])
-    assert done.value.code == 2
+    assert main(["--base", "/no/such"]) == 2
     assert "--finetuned" in capsys.readouterr().err
 
 
@@ -153,3 +151,28 @@ def test_own_corpus_gives_the_same_evidence_in_process_and_over_stdio(own_corpus
     world = PairSpec(organism="own_corpus", corpus="world")
     default = call(build_server(world, "kl", log_level="WARNING"), "kl_probe", KL_ARGS)
     assert json.dumps(default, sort_keys=True) != json.dumps(in_process, sort_keys=True)
+
+
+@pytest.mark.parametrize("entry", [["-m", "diffscope.server"], ["-m", "diffscope.cli", "serve"]])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--base", "/nonexistent", "--finetuned", "/nonexistent"], "no such file or folder"),
+        (["sea_topic", "--size", "micro", "--profile", "nosuch"], "unknown profile 'nosuch'"),
+        (["no_such_organism"], "no_such_organism"),
+    ],
+)
+def test_serve_refuses_a_bad_pair_before_it_starts(entry, args, needle, micro_zoo) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, *entry, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""  # nothing on the protocol wire

@@ -98,10 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_model_queries=args.max_model_queries,
             log_level=args.log_level,
         )
-    except ValidationError as exc:
-        parser.error(error_line(exc))
-    except ValueError as exc:  # an unknown organism or profile
-        parser.error(str(exc))
+    except (ValidationError, ValueError) as exc:
+        # a bad spec, an unknown organism or profile, a pair that cannot load: one line on stderr
+        # (what an MCP client's server log shows), before the server announces itself
+        message = error_line(exc) if isinstance(exc, ValidationError) else str(exc)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -88,8 +88,9 @@ def build_server(
     """The server of `profile`'s tools over the workspace `spec` opens (in the background)."""
     from diffscope.server.app import create_server
     from diffscope.tools.base import Budget
-    from diffscope.workspace import investigator_view, open_workspace
+    from diffscope.workspace import check_sources, investigator_view, open_workspace
 
+    check_sources(spec)  # a pair that cannot load fails here, before the server announces itself
     return create_server(
         lambda: open_workspace(spec),
         profile,
