@@ -1,166 +1,145 @@
 """Cached artifacts of one pair: the probe corpus as token windows, the neuron profile, logit-diff
-mining and mean activation differences, each keyed by the pair's weights fingerprint plus the method
-config, stored under `$DIFFSCOPE_HOME/artifacts/FINGERPRINT/` with atomic writes (safetensors/JSON)."""
+mining, mean activation differences, neuron clusters and crosscoders, each computed on first use
+and then served from the pair's content-addressed cache (`diffscope.diffing.cache`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from safetensors import safe_open
 
+from diffscope import progress as pg
+from diffscope.diffing.cache import ArtifactCache
 from diffscope.diffing.neurons import NeuronProfile, ProfileConfig, profile_neurons
+from diffscope.diffing.probe import CorpusSpec, probe_windows
 from diffscope.models.pair import ModelPair
-from diffscope.paths import home, save_tensors, write_json
+from diffscope.paths import save_tensors
 
-Progress = Callable[[float, str], None]
-
-
-class CorpusSpec(BaseModel):
-    """Which text the artifacts are computed on, and how it is cut into windows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str = "world"
-    n_docs: int = Field(1200, ge=1)
-    seed: int = 7
-    window: int = Field(64, ge=4)
-    max_windows: int = Field(384, ge=1)
+__all__ = ["Artifacts", "CorpusSpec"]
 
 
-PROFILE_FORMAT = 2  # bump when a cached profile's content changes (2: one exemplar per window)
-MINING_FORMAT = 2  # bump when cached diff mining changes (2: predicted-mass shift per token)
-
-
-def config_key(*parts: BaseModel | dict | str) -> str:
-    """A short stable hash of configs (the cache key beside the pair fingerprint)."""
-    blob = json.dumps(
-        [p.model_dump() if isinstance(p, BaseModel) else p for p in parts],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    return tensors, meta
 
 
 class Artifacts:
-    """Computes on first use, then serves from the cache, everything expensive about one pair."""
+    """Computes on first use, then serves from the cache, everything expensive about one pair.
+
+    `progress` is a `(fraction, message)` callback (or None) that first-use computation reports
+    to; the CLI turns it into a bar, the server into MCP progress notifications."""
 
     def __init__(
         self,
         pair: ModelPair,
         corpus: CorpusSpec | None = None,
-        progress: Progress | None = None,
+        progress: pg.ProgressFn | None = None,
         root: Path | None = None,
     ):
         self.pair = pair
         self.corpus = corpus or CorpusSpec()
         self.progress = progress
         self._root = root
+        self._cache: ArtifactCache | None = None
         self._windows: torch.Tensor | None = None
-        self._memo: dict[str, object] = {}
+
+    @property
+    def cache(self) -> ArtifactCache:
+        if self._cache is None:
+            self._cache = ArtifactCache(self.pair.fingerprint(), self._root)
+        return self._cache
 
     @property
     def root(self) -> Path:
-        if self._root is None:
-            self._root = home() / "artifacts" / self.pair.fingerprint()
-        self._root.mkdir(parents=True, exist_ok=True)
-        return self._root
+        root = self.cache.root
+        root.mkdir(parents=True, exist_ok=True)
+        return root
 
-    def _say(self, fraction: float, message: str) -> None:
-        if self.progress is not None:
-            self.progress(fraction, message)
+    def _say(self, prefix: str) -> pg.ProgressFn:
+        def say(fraction: float, message: str) -> None:
+            if self.progress is not None:
+                self.progress(fraction, f"{prefix}: {message}")
+
+        return say
 
     def windows(self) -> torch.Tensor:
         """The probe corpus as token windows [N, window] (deterministic from the spec)."""
         if self._windows is None:
-            from diffscope.corpus import resolve_corpus, token_windows
-
-            spec = self.corpus
-            window = min(spec.window, self.pair.context_length)
-            texts = resolve_corpus(spec.source, n_docs=spec.n_docs, seed=spec.seed)
-            self._windows = token_windows(
-                self.pair.tokenizer, texts, window, max_windows=spec.max_windows
-            )
+            self._windows = probe_windows(self.pair, self.corpus)
         return self._windows
 
     def neuron_profile(self, config: ProfileConfig | None = None) -> NeuronProfile:
         """Every MLP neuron's gap statistics and exemplars (cached; resumable while computing)."""
         cfg = config or ProfileConfig(intrinsic=True)
-        key = config_key(cfg, self.corpus, {"version": PROFILE_FORMAT})
-        if key in self._memo:
-            return self._memo[key]  # type: ignore[return-value]
-        path = self.root / f"neurons-{key}.safetensors"
-        if path.exists():
-            profile = NeuronProfile.load(path)
-        else:
-            profile = profile_neurons(
+
+        def compute(path: Path) -> NeuronProfile:
+            return profile_neurons(
                 self.pair,
                 self.windows(),
                 cfg,
-                progress=lambda f, m: self._say(f, f"neuron profile: {m}"),
-                checkpoint=self.root / f"neurons-{key}.partial.safetensors",
+                progress=self._say("neuron profile"),
+                checkpoint=path.with_name(
+                    path.name.replace(".safetensors", ".partial.safetensors")
+                ),
             )
-            profile.save(path)
-        self._memo[key] = profile
-        return profile
+
+        return self.cache.get(
+            "neurons", (cfg, self.corpus), compute, lambda p, v: v.save(p), NeuronProfile.load
+        )
 
     def diff_mining(self, positions: int = 64, top_k: int = 100, n_topics: int = 3):
-        """Tokens the fine-tune promotes and demotes, with NMF topics (cached as JSON)."""
+        """Tokens the fine-tune promotes and demotes, with NMF topics (cached)."""
         from diffscope.diffing.mining import PER_TOKEN, DiffMining, mine_logit_diffs
 
         settings = {"positions": positions, "top_k": top_k, "topics": n_topics}
-        key = config_key({**settings, "version": MINING_FORMAT}, self.corpus)
-        if key in self._memo:
-            return self._memo[key]
-        path = self.root / f"mining-{key}.json"
-        tensors_path = self.root / f"mining-{key}.safetensors"
-        if path.exists() and tensors_path.exists():
-            from safetensors.torch import load_file
 
-            result = DiffMining.model_validate(
-                {**json.loads(path.read_text()), **load_file(str(tensors_path))}
-            )
-        else:
-            result = mine_logit_diffs(
+        def compute(_path: Path) -> DiffMining:
+            return mine_logit_diffs(
                 self.pair,
                 self.windows(),
                 positions=positions,
                 top_k=top_k,
                 n_topics=n_topics,
-                progress=lambda f, m: self._say(f, f"diff mining: {m}"),
+                progress=self._say("diff mining"),
             )
-            save_tensors(tensors_path, {name: getattr(result, name) for name in PER_TOKEN})
-            write_json(path, result.model_dump(mode="json"))
-        self._memo[key] = result
-        return result
+
+        def save(path: Path, result: DiffMining) -> None:
+            meta = {"json": json.dumps(result.model_dump(mode="json"))}
+            save_tensors(path, {name: getattr(result, name) for name in PER_TOKEN}, metadata=meta)
+
+        def load(path: Path) -> DiffMining:
+            tensors, meta = _read(path)
+            return DiffMining.model_validate({**json.loads(meta["json"]), **tensors})
+
+        return self.cache.get("mining", (settings, self.corpus), compute, save, load)
 
     def mean_diff(self, layer: int, positions: int = 5) -> torch.Tensor:
         """Mean (h_ft - h_base) per early position at `layer`: [positions, d] (cached)."""
-        from safetensors.torch import load_file
-
         from diffscope.diffing.lens import mean_diff
 
         layer = self.pair.check_layer(layer)
-        key = config_key({"layer": layer, "positions": positions}, self.corpus)
-        if key in self._memo:
-            return self._memo[key]  # type: ignore[return-value]
-        path = self.root / f"meandiff-{key}.safetensors"
-        if path.exists():
-            value = load_file(str(path))["mean_diff"]
-        else:
-            value = mean_diff(
+
+        def compute(_path: Path) -> torch.Tensor:
+            return mean_diff(
                 self.pair,
                 self.windows(),
                 layer,
                 positions,
-                progress=lambda f, m: self._say(f, f"mean difference: {m}"),
+                progress=self._say("mean difference"),
             )
-            save_tensors(path, {"mean_diff": value})
-        self._memo[key] = value
-        return value
+
+        return self.cache.get(
+            "meandiff",
+            ({"layer": layer, "positions": positions}, self.corpus),
+            compute,
+            lambda p, v: save_tensors(p, {"mean_diff": v}),
+            lambda p: _read(p)[0]["mean_diff"],
+        )
 
     def clusters(
         self, top: int = 48, n_clusters: int | None = None, metric: str = "rms", mode: str = "total"
@@ -169,14 +148,19 @@ class Artifacts:
         cached profile)."""
         from diffscope.diffing.clusters import cluster_neurons
 
-        key = config_key({"top": top, "n": n_clusters, "metric": metric, "mode": mode}, self.corpus)
-        if key not in self._memo:
-            profile = self.neuron_profile()
-            probe = self.windows()[:64]
-            self._memo[key] = cluster_neurons(
-                self.pair, profile, probe, top=top, n_clusters=n_clusters, metric=metric, mode=mode
+        def compute() -> Any:
+            return cluster_neurons(
+                self.pair,
+                self.neuron_profile(),
+                self.windows()[:64],
+                top=top,
+                n_clusters=n_clusters,
+                metric=metric,
+                mode=mode,
             )
-        return self._memo[key]
+
+        settings = {"top": top, "n": n_clusters, "metric": metric, "mode": mode}
+        return self.cache.memo("clusters", (settings, self.corpus), compute)
 
     def crosscoder(self, layer: int | None = None, loss: str = "batchtopk", **kw):
         """The pair's crosscoder at `layer` (default: middle), trained on first use and cached;
@@ -184,18 +168,21 @@ class Artifacts:
         from diffscope.diffing.crosscoder.pipeline import train_for_pair
 
         shown = kw.pop("progress", True) if self.progress is None else self.progress
-        key = "crosscoder-" + config_key({"layer": layer, "loss": loss, **kw}, self.corpus)
-        if key not in self._memo:
-            self._memo[key] = train_for_pair(
+
+        def compute() -> Any:
+            return train_for_pair(
                 self.pair,
                 layer=layer,
                 loss=loss,
                 corpus=self.corpus,
-                root=self.root,
+                cache=self.cache,
+                windows=self.windows,
                 progress=shown,
                 **kw,
             )
-        return self._memo[key]
+
+        settings = {"layer": layer, "loss": loss, **kw}
+        return self.cache.memo("crosscoder", (settings, self.corpus), compute)
 
     def prepare(self) -> dict[str, str]:
         """Compute every default artifact ahead of serving; returns what was prepared."""

@@ -1,96 +1,21 @@
 """KL probe: per-token KL(ft || base) of the next-token distributions at temperature 1, summary
 statistics over prompts or a corpus, and the highest-KL positions with their context and the
-tokens whose probability moved most. Also holds the input handling the other diffing methods
-share: texts or token windows to left-padded batches."""
+tokens whose probability moved most."""
 
 from __future__ import annotations
 
 import heapq
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from pydantic import BaseModel, Field
 
-from diffscope.models.pair import Batch, ModelPair, Which, positions_from_mask
+from diffscope import progress as pg
+from diffscope.models.batching import Batch, Inputs, batches, token_rows
+from diffscope.models.pair import ModelPair
 
-Progress = Callable[[float, str], None]
-Inputs = Sequence[str] | torch.Tensor
 CONTEXT_TOKENS = 20
-
-
-# -- inputs shared by the diffing methods ------------------------------------------------------
-def vocab_size(pair: ModelPair, which: Which = "finetuned") -> int:
-    """Width of the models' logits (the config's vocab_size, which may exceed the tokenizer's)."""
-    return int(getattr(pair.model(which), "config").vocab_size)  # noqa: B009
-
-
-def token_rows(
-    pair: ModelPair, inputs: Inputs, *, max_tokens: int | None = None, chat: bool = False
-) -> list[list[int]]:
-    """Token ids of each text (no special tokens) or each row of a [N, T] window tensor.
-
-    With `max_tokens`, rows are cut to their first `max_tokens` tokens; without it, a row longer
-    than the context raises a ValueError. `chat` wraps texts in the pair's chat template.
-    """
-    if isinstance(inputs, torch.Tensor):
-        if inputs.dim() != 2 or inputs.shape[0] == 0 or inputs.shape[1] == 0:
-            raise ValueError(
-                f"token windows must be a non-empty [N, T] tensor, got shape {tuple(inputs.shape)}"
-            )
-        if inputs.dtype.is_floating_point or inputs.dtype == torch.bool:
-            raise ValueError(f"token windows must hold integer ids, got {inputs.dtype}")
-        vocab = vocab_size(pair)
-        if int(inputs.min()) < 0 or int(inputs.max()) >= vocab:
-            raise ValueError(f"token windows hold ids outside the vocabulary 0..{vocab - 1}")
-        rows = inputs.cpu().tolist()
-    else:
-        if isinstance(inputs, str):
-            raise ValueError("give a list of texts, not a single string")
-        texts = list(inputs)
-        if not texts:
-            raise ValueError("the corpus is empty: give at least one text")
-        if chat:
-            texts = [pair.format_prompt(t, chat=True) for t in texts]
-        tok = pair.tokenizer
-        rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]  # type: ignore[operator]
-        for i, row in enumerate(rows):
-            if not row:
-                raise ValueError(f"text {i} is empty after tokenization")
-    if max_tokens is not None:
-        if max_tokens < 1:
-            raise ValueError(f"the number of positions must be >= 1, got {max_tokens}")
-        rows = [row[:max_tokens] for row in rows]
-    limit = pair.context_length
-    for i, row in enumerate(rows):
-        if len(row) > limit:
-            raise ValueError(
-                f"text {i} is {len(row)} tokens long, over the context of {limit}; shorten it"
-            )
-    return rows
-
-
-def left_padded(pair: ModelPair, rows: Sequence[Sequence[int]]) -> Batch:
-    """One left-padded batch of token rows, with position ids counting real tokens only."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pair.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row) :] = 1
-    return Batch(
-        ids.to(pair.device), mask.to(pair.device), positions_from_mask(mask).to(pair.device)
-    )
-
-
-def batches(
-    pair: ModelPair, rows: Sequence[Sequence[int]], batch_size: int
-) -> Iterator[tuple[int, Batch]]:
-    """(index of the first row, batch) over consecutive groups of `batch_size` rows."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(rows), batch_size):
-        yield start, left_padded(pair, rows[start : start + batch_size])
 
 
 # -- KL ----------------------------------------------------------------------------------------
@@ -203,11 +128,12 @@ def kl_probe(
     top_tokens: int = 5,
     batch_size: int = 8,
     chat: bool = False,
-    progress: Progress | None = None,
+    progress: pg.Show = None,
 ) -> KLProbe:
     """Per-token KL(ft || base) over texts (or [N, T] token windows): mean, median, max, the mean
     of each sample, and the `k` highest-KL positions with context and the `top_tokens` tokens
-    whose probability rose and fell most. Streams over batches; one forward of each model each."""
+    whose probability rose and fell most. Streams over batches; one forward of each model each.
+    `progress`: where progress goes (`diffscope.progress.Show`)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     if top_tokens < 1:
@@ -216,6 +142,7 @@ def kl_probe(
     values: list[float] = []
     per_sample: list[float] = []
     best: list[tuple[float, int, int, KLPosition]] = []  # min-heap of (kl, -sample, -pos, entry)
+    bar: pg.Progress[None] = pg.progress(len(rows), "KL probe", show=progress)
     for start, batch in batches(pair, rows, batch_size):
         ft_logits = pair.logits("finetuned", batch)
         base_logits = pair.logits("base", batch)
@@ -249,9 +176,9 @@ def kl_probe(
                     heapq.heapreplace(best, (*key, entry))
                 else:
                     heapq.heappush(best, (*key, entry))
-        if progress is not None:
-            done = min(start + batch_size, len(rows))
-            progress(done / len(rows), f"KL over {done}/{len(rows)} samples")
+        done = min(start + batch_size, len(rows))
+        bar.advance(done - bar.done, message=f"KL over {done}/{len(rows)} samples")
+    bar.close()
     top = [item[3] for item in sorted(best, key=lambda item: item[:3], reverse=True)]
     return KLProbe(
         n_samples=len(rows),

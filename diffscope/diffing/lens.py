@@ -11,7 +11,8 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from diffscope.diffing.kl import Inputs, Progress, batches, token_rows, vocab_size
+from diffscope import progress as pg
+from diffscope.models.batching import Inputs, batches, token_rows
 from diffscope.models.families import blocks, get_module
 from diffscope.models.hooks import capture
 from diffscope.models.pair import ModelPair, Which
@@ -32,7 +33,7 @@ def mean_diff(
     positions: int = 5,
     *,
     batch_size: int = 8,
-    progress: Progress | None = None,
+    progress: pg.Show = None,
 ) -> torch.Tensor:
     """Mean of (h_ft - h_base) per position, [positions, d_model] (float32), where h is the
     residual stream after block `layer` and position p is the p-th token of a window or text.
@@ -44,6 +45,7 @@ def mean_diff(
     rows = token_rows(pair, windows, max_tokens=positions)
     total = torch.zeros(positions, pair.d_model, dtype=torch.float64)
     count = torch.zeros(positions, dtype=torch.float64)
+    bar: pg.Progress[None] = pg.progress(len(rows), "mean difference", show=progress)
     for start, batch in batches(pair, rows, batch_size):
         hidden = {}
         for which in ("base", "finetuned"):
@@ -56,9 +58,9 @@ def mean_diff(
         pos = batch.position_ids.cpu()
         total.index_add_(0, pos[mask], delta[mask])
         count.index_add_(0, pos[mask], torch.ones(int(mask.sum()), dtype=torch.float64))
-        if progress is not None:
-            done = min(start + batch_size, len(rows))
-            progress(done / len(rows), f"mean difference over {done}/{len(rows)} windows")
+        done = min(start + batch_size, len(rows))
+        bar.advance(done - bar.done, message=f"mean difference over {done}/{len(rows)} windows")
+    bar.close()
     return (total / count[:, None]).float()
 
 
@@ -115,7 +117,7 @@ def logit_lens(
     """The `k` top tokens of +vector and of -vector through `which` model's final norm and
     unembedding (the fine-tune's by default)."""
     vector = _check_vector(pair, vector)
-    vocab = vocab_size(pair, which)
+    vocab = pair.vocab_size
     if not 1 <= k <= vocab:
         raise ValueError(f"k must be between 1 and the vocabulary size {vocab}, got {k}")
     logits = _unembed(pair, which, torch.stack([vector, -vector])).cpu()
@@ -201,7 +203,7 @@ def patchscope(
             raise ValueError("cannot normalise a zero vector")
         vector = vector / norm
     model = pair.model(which)
-    vocab = vocab_size(pair, which)
+    vocab = pair.vocab_size
     if not 1 <= k <= vocab:
         raise ValueError(f"k must be between 1 and the vocabulary size {vocab}, got {k}")
     batch = pair.encode(list(prompts))

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from diffscope.diffing.kl import Inputs, Progress, batches, token_rows, vocab_size
+from diffscope import progress as pg
+from diffscope.models.batching import Inputs, batches, token_rows
 from diffscope.models.pair import ModelPair
 
 
@@ -206,7 +207,7 @@ def mine_logit_diffs(
     topic_sample: int = 4096,
     max_topic_tokens: int = 2000,
     mass_smoothing: float | None = None,
-    progress: Progress | None = None,
+    progress: pg.Show = None,
 ) -> DiffMining:
     """Mine ft_logits - base_logits over the first `positions` tokens of each window (or text).
 
@@ -221,7 +222,7 @@ def mine_logit_diffs(
     probability, so tokens that neither model predicts cannot top the list on a ratio of tiny
     numbers).
     """
-    vocab = vocab_size(pair)
+    vocab = pair.vocab_size
     if not 1 <= top_k <= vocab:
         raise ValueError(f"top_k must be between 1 and the vocabulary size {vocab}, got {top_k}")
     if n_topics < 0:
@@ -240,6 +241,7 @@ def mine_logit_diffs(
     mass = {which: torch.zeros(vocab, dtype=torch.float64) for which in ("base", "finetuned")}
     n_positions = 0
     sample = _Reservoir(topic_sample, seed)
+    bar: pg.Progress[None] = pg.progress(len(rows), "diff mining", show=progress)
     for start, batch in batches(pair, rows, batch_size):
         real = batch.attention_mask.bool()
         logits = {w: pair.logits(w, batch).float()[..., :vocab][real].cpu() for w in mass}
@@ -256,9 +258,9 @@ def mine_logit_diffs(
         neg_occurrence += torch.bincount(down_ids[down_vals > 0], minlength=vocab)
         if n_topics:
             sample.add(up_ids, up_vals)
-        if progress is not None:
-            done = min(start + batch_size, len(rows))
-            progress(done / len(rows), f"mined {done}/{len(rows)} windows")
+        done = min(start + batch_size, len(rows))
+        bar.advance(done - bar.done, message=f"mined {done}/{len(rows)} windows")
+    bar.close()
     rate = occurrence.double() / n_positions
     neg_rate = neg_occurrence.double() / n_positions
     frac = positive.double() / n_positions

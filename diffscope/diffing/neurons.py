@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,6 +15,16 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from diffscope import progress as pg
+from diffscope.diffing.exemplars import Exemplar, mark
+from diffscope.diffing.gapstats import (
+    SUMS,
+    LayerState,
+    accumulate,
+    finalise,
+    fold_tail,
+    kept,
+)
 from diffscope.models.families import neuron_output_weights
 from diffscope.models.hooks import (
     capture,
@@ -27,8 +37,6 @@ from diffscope.paths import save_tensors
 Mode = Literal["total", "intrinsic"]
 Metric = Literal["rms", "mean", "tail", "decorrelation", "output"]
 METRICS: tuple[str, ...] = ("rms", "mean", "tail", "decorrelation", "output")
-_SUMS = ("n", "sb", "sbb", "sf", "sff", "sdd")
-Progress = Callable[[float, str], None]
 
 
 class ProfileConfig(BaseModel):
@@ -47,51 +55,6 @@ class ProfileConfig(BaseModel):
 
 
 @dataclass
-class _LayerState:
-    """Running sums of one mode, all layers stacked ([L, n]), and the tail histogram of |gap| codes
-    at or above a per-neuron floor ([L, n, N_CODES]); values below the floor are only counted."""
-
-    sums: dict[str, torch.Tensor]
-    hist: torch.Tensor
-    floor: torch.Tensor
-
-    @classmethod
-    def empty(cls, n_layers: int, n_neurons: int) -> _LayerState:
-        sums = {k: torch.zeros(n_layers, n_neurons, dtype=torch.float64) for k in _SUMS}
-        hist = torch.zeros(n_layers, n_neurons, N_CODES, dtype=torch.int64)
-        return cls(sums, hist, torch.full((n_layers, n_neurons), -1, dtype=torch.int32))
-
-
-# |gap| is binned by the top bits of its float32 pattern: exponent and 3 mantissa bits, i.e. bins
-# 2^(1/8) (9%) wide from 2^-20 to 2^12. A shift is far cheaper than a search over bin edges.
-_CODE_SHIFT = 20
-_CODE_MIN = (127 - 20) << 3
-N_CODES = 32 * 8 + 1
-
-
-def gap_codes(absd: torch.Tensor) -> torch.Tensor:
-    """Bin index (int32) of each |gap| value (0 holds zero and values under 2^-20)."""
-    raw = absd.view(torch.int32) >> _CODE_SHIFT
-    return raw.sub_(_CODE_MIN - 1).clamp_(0, N_CODES - 1)
-
-
-def code_lower_edges(codes: torch.Tensor) -> torch.Tensor:
-    """The smallest float32 value with each code (code 0: 0.0), so that for |gap| >= 0,
-    `absd >= code_lower_edges(c)` holds exactly when `gap_codes(absd) >= c`."""
-    bits = (codes.to(torch.int32) + (_CODE_MIN - 1)) << _CODE_SHIFT
-    return torch.where(codes > 0, bits.view(torch.float32), 0.0)
-
-
-def code_upper_edges() -> torch.Tensor:
-    """Upper edge of each code bin (bin 0: 2^-20)."""
-    i = torch.arange(N_CODES, dtype=torch.float64)
-    exponent, mantissa = torch.div(i - 1, 8, rounding_mode="floor") - 20, (i - 1) % 8
-    edges = torch.pow(2.0, exponent) * (1 + (mantissa + 1) / 8)
-    edges[0] = 2.0**-20
-    return edges
-
-
-@dataclass
 class NeuronStat:
     """One neuron's gap statistics (normalised by pooled std) in one mode."""
 
@@ -107,17 +70,6 @@ class NeuronStat:
     finetuned_mean: float
     rank: int = 0
     score: float = 0.0
-
-
-@dataclass
-class Exemplar:
-    """A corpus window where a neuron's gap peaked: text with the peak token marked as [[token]]."""
-
-    text: str
-    token: str
-    gap: float
-    base_activation: float
-    finetuned_activation: float
 
 
 @dataclass
@@ -161,11 +113,19 @@ class NeuronProfile:
     def stat(self, layer: int, neuron: int, mode: str = "total") -> NeuronStat:
         self.check(layer, neuron)
         m = self.metrics[mode]
+
+        def value(metric: str) -> float:
+            return float(m[metric][layer, neuron])
+
         return NeuronStat(
             layer=layer,
             neuron=neuron,
             mode=mode,
-            **{k: float(m[k][layer, neuron]) for k in METRICS},
+            rms=value("rms"),
+            mean=value("mean"),
+            tail=value("tail"),
+            decorrelation=value("decorrelation"),
+            output=value("output"),
             base_mean=float(self.means[mode]["base"][layer, neuron]),
             finetuned_mean=float(self.means[mode]["finetuned"][layer, neuron]),
         )
@@ -228,14 +188,14 @@ class NeuronProfile:
             before = [t for t in ids[:left] if t >= 0]
             after = [t for t in ids[left + 1 :] if t >= 0]
             token = tokenizer.decode([ids[left]])
-            text = tokenizer.decode(before) + f"[[{token}]]" + tokenizer.decode(after)
+            text = mark(tokenizer.decode(before), token, tokenizer.decode(after))
             out.append(
                 Exemplar(
                     text,
                     token,
                     gap,
-                    float(self.ex_base[layer, neuron, j]),
-                    float(self.ex_ft[layer, neuron, j]),
+                    base_activation=float(self.ex_base[layer, neuron, j]),
+                    finetuned_activation=float(self.ex_ft[layer, neuron, j]),
                 )
             )
         return out
@@ -307,7 +267,7 @@ class NeuronProfiler:
         self.ex_mode = self.cfg.exemplar_mode or "total"
         if self.ex_mode not in self.modes:
             raise ValueError("exemplar_mode 'intrinsic' needs intrinsic=True")
-        self.state = {m: _LayerState.empty(L, n) for m in self.modes}
+        self.state = {m: LayerState.empty(L, n) for m in self.modes}
         self.ex_gap = torch.full((L, n, k), -math.inf)
         self.ex_base = torch.zeros(L, n, k)
         self.ex_ft = torch.zeros(L, n, k)
@@ -338,52 +298,25 @@ class NeuronProfiler:
         skip = self.cfg.skip_first
         n_kept = int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
         for layer in self.layers:
-            a_b = _kept(base.neurons.pop(layer), skip)
-            gaps = {"total": _kept(ft.neurons.pop(layer), skip)}
+            a_b = kept(base.neurons.pop(layer), skip)
+            gaps = {"total": kept(ft.neurons.pop(layer), skip)}
             if self.cfg.intrinsic:
                 own = neuron_activations_from_mlp_input(
                     pair.finetuned, fam, layer, base.mlp_in.pop(layer)
                 )
-                gaps["intrinsic"] = _kept(own, skip)
+                gaps["intrinsic"] = kept(own, skip)
             for mode, a_f in gaps.items():
                 d = a_f - a_b
-                self._accumulate(self.state[mode], layer, a_b, a_f, d, n_kept)
+                accumulate(self.state[mode], layer, a_b, a_f, d, n_kept)
                 absd = d.abs_()
                 if skip:
                     absd[:, :skip] = -math.inf
-                self._tail(self.state[mode], layer, absd, skip)
+                fold_tail(self.state[mode], layer, absd, skip, self.cfg.tail_quantile)
                 if mode == self.ex_mode:
                     self._exemplars(layer, a_b, a_f, absd)
         self.batches_done += 1
         self.n_windows += int(input_ids.shape[0])
         self.n_tokens += n_kept
-
-    @staticmethod
-    def _accumulate(st: _LayerState, layer: int, a_b, a_f, d, n_kept: int) -> None:
-        """Fold one layer's [B, T, n] activations (skipped positions already zero) into the sums."""
-        s, n = st.sums, a_b.shape[-1]
-        flat_b, flat_f, flat_d = a_b.view(-1, n), a_f.view(-1, n), d.view(-1, n)
-        ones = torch.ones(1, flat_b.shape[0], dtype=flat_b.dtype)
-        s["n"][layer] += n_kept
-        s["sb"][layer] += (ones @ flat_b)[0].double()
-        s["sf"][layer] += (ones @ flat_f)[0].double()
-        s["sbb"][layer] += torch.linalg.vecdot(flat_b, flat_b, dim=0).double()
-        s["sff"][layer] += torch.linalg.vecdot(flat_f, flat_f, dim=0).double()
-        s["sdd"][layer] += torch.linalg.vecdot(flat_d, flat_d, dim=0).double()
-
-    def _tail(self, st: _LayerState, layer: int, absd: torch.Tensor, skip: int) -> None:
-        """Count the |gap| codes at or above the layer's per-neuron floor into the histogram; the
-        floor comes from the first batch, a quantile well below the tail quantile."""
-        n = absd.shape[-1]
-        if st.floor[layer, 0] < 0:
-            sample = gap_codes(absd[:, skip:].reshape(-1, n)[:1024])
-            floor_q = max(0.5, 1 - 5 * (1 - self.cfg.tail_quantile))
-            from_top = sample.shape[0] - max(1, int(floor_q * sample.shape[0])) + 1
-            floor = sample.topk(from_top, dim=0).values[-1]
-            st.floor[layer] = floor.clamp(min=0)
-        hits = _flat_hits(absd.view(-1, n), code_lower_edges(st.floor[layer]))
-        bins = (hits % n).to(torch.int32) * N_CODES + gap_codes(absd.view(-1)[hits])
-        st.hist[layer].view(-1).index_add_(0, bins, torch.ones_like(bins, dtype=torch.int64))
 
     def _snippets(self, windows: torch.Tensor) -> torch.Tensor:
         """Token ids [L, n, k, S] around each exemplar's peak (-1 outside its window or where a
@@ -448,7 +381,7 @@ class NeuronProfiler:
             int(x) for x in tensors["progress"].tolist()
         )
         for mode, st in self.state.items():
-            st.sums = {k: tensors[f"{mode}.{k}"] for k in _SUMS}
+            st.sums = {k: tensors[f"{mode}.{k}"] for k in SUMS}
             st.hist = tensors[f"{mode}.hist"]
             st.floor = tensors[f"{mode}.floor"]
 
@@ -466,7 +399,7 @@ class NeuronProfiler:
             ]
         ).double()
         for mode, st in self.state.items():
-            metrics[mode], means[mode] = _finalise(st, self.cfg.tail_quantile, w_out)
+            metrics[mode], means[mode] = finalise(st, self.cfg.tail_quantile, w_out)
         return NeuronProfile(
             metrics,
             means,
@@ -480,85 +413,12 @@ class NeuronProfiler:
         )
 
 
-def _flat_hits(values: torch.Tensor, floor: torch.Tensor, group: int = 8) -> torch.Tensor:
-    """Flat indices of the entries of `values` [P, n] at or above `floor` [n], for sparse hits.
-
-    Rows are first reduced by max in groups of `group`: only groups whose max reaches the floor
-    are looked at entry by entry, which halves the cost of a plain mask-and-nonzero at the ~1%
-    hit rate of a tail histogram."""
-    P, n = values.shape
-    while P % group:
-        group //= 2
-    if group == 1:
-        return (values >= floor).view(-1).nonzero().view(-1)
-    group_max = values.view(P // group, group, n).amax(dim=1)
-    hit_groups = (group_max >= floor).view(-1).nonzero().view(-1)
-    row, col = hit_groups // n, hit_groups % n
-    flat = (row * (group * n) + col).unsqueeze(1) + torch.arange(group) * n  # [h, group]
-    inside = values.view(-1)[flat] >= floor[col].unsqueeze(1)
-    return flat[inside]
-
-
-def _kept(acts: torch.Tensor, skip: int) -> torch.Tensor:
-    """Captured [B, T, n] activations as float32, with the first `skip` positions zeroed in place."""
-    acts = acts.float().contiguous()
-    if skip:
-        acts[:, :skip] = 0
-    return acts
-
-
-def _finalise(st: _LayerState, q: float, w_out: torch.Tensor):
-    s = st.sums
-    n = s["n"].clamp(min=1)
-    mb, mf = s["sb"] / n, s["sf"] / n
-    var_b = (s["sbb"] / n - mb * mb).clamp(min=0)
-    var_f = (s["sff"] / n - mf * mf).clamp(min=0)
-    pooled = ((var_b + var_f) / 2).sqrt()
-    # a floor on the scale keeps nearly-dead neurons from dominating through division by ~0
-    floor = 1e-2 * pooled.median(dim=1, keepdim=True).values + 1e-8
-    scale = pooled + floor
-    rms = (s["sdd"] / n).clamp(min=0).sqrt()
-    # cov(b, f) from var(f - b) = var_b + var_f - 2 cov: one fewer running sum, and 1 - corr is
-    # computed from the gap's own variance, exact where the gap is small
-    mean_d = mf - mb
-    var_d = (s["sdd"] / n - mean_d * mean_d).clamp(min=0)
-    cov = (var_b + var_f - var_d) / 2
-    corr = cov / (var_b.sqrt() * var_f.sqrt()).clamp(min=1e-12)
-    decor = torch.where(s["sdd"] == 0, torch.zeros_like(corr), (1 - corr).clamp(min=0, max=2))
-    tail = _tail_quantile(st, q)
-    metrics = {
-        "mean": (mean_d / scale).float(),
-        "rms": (rms / scale).float(),
-        "tail": (tail / scale).float(),
-        "decorrelation": decor.float(),
-        "output": (rms / scale * w_out).float(),
-    }
-    return metrics, {"base": mb.float(), "finetuned": mf.float()}
-
-
-def _tail_quantile(st: _LayerState, q: float) -> torch.Tensor:
-    """The q-quantile of |gap| per neuron: the upper edge of the bin where the count from the top
-    reaches (1 - q) * n. Where fewer values than that lie at or above the neuron's floor (the
-    distribution moved down after the first batch), the floor's lower edge: a lower bound."""
-    hist, n = st.hist, st.sums["n"]
-    need = ((1 - q) * n).ceil().clamp(min=1)
-    from_top = hist.flip(-1).cumsum(-1).double()
-    short = from_top[..., -1] < need
-    reached = (from_top < need.unsqueeze(-1)).sum(-1).clamp(max=hist.shape[-1] - 1)
-    idx = hist.shape[-1] - 1 - reached
-    edges = code_upper_edges()
-    value = edges[idx]
-    floor_edge = edges[(st.floor - 1).clamp(min=0)]
-    value = torch.where(short, torch.where(st.floor > 0, floor_edge, 0.0), value)
-    return torch.where(idx == 0, torch.zeros_like(value), value)
-
-
 def profile_neurons(
     pair: ModelPair,
     windows: torch.Tensor,
     config: ProfileConfig | None = None,
     *,
-    progress: Progress | None = None,
+    progress: pg.Show = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 25,
 ) -> NeuronProfile:
@@ -587,14 +447,17 @@ def profile_neurons(
         except (KeyError, ValueError):  # written by another version of the profiler: start over
             prof = NeuronProfiler(pair, cfg)
     starts = list(range(0, windows.shape[0], cfg.batch_size))
-    for i, start in enumerate(starts):
-        if i < prof.batches_done:
-            continue
-        prof.add_batch(windows[start : start + cfg.batch_size])
-        if progress:
-            progress((i + 1) / len(starts), f"profiled {prof.n_tokens} tokens")
-        if ckpt is not None and (i + 1) % checkpoint_every == 0 and i + 1 < len(starts):
-            save_tensors(ckpt, prof.state_tensors())
+    bar: pg.Progress[None]
+    with pg.progress(
+        len(starts), "neuron profile", show=progress, initial=min(prof.batches_done, len(starts))
+    ) as bar:
+        for i, start in enumerate(starts):
+            if i < prof.batches_done:
+                continue
+            prof.add_batch(windows[start : start + cfg.batch_size])
+            bar.advance(message=f"profiled {prof.n_tokens} tokens")
+            if ckpt is not None and (i + 1) % checkpoint_every == 0 and i + 1 < len(starts):
+                save_tensors(ckpt, prof.state_tensors())
     result = prof.finish(windows)
     if ckpt is not None and ckpt.exists():
         ckpt.unlink()

@@ -123,7 +123,13 @@ def build_report(
             else None
         )
         row["exemplars"] = [
-            e.__dict__
+            {
+                "text": e.text,
+                "token": e.token,
+                "gap": e.value,
+                "base_activation": e.base_activation,
+                "finetuned_activation": e.finetuned_activation,
+            }
             for e in profile.exemplars(stat.layer, stat.neuron, pair.tokenizer, cfg.exemplars)
         ]
         top.append(row)

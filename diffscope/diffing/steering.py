@@ -12,8 +12,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, Field
 
-from diffscope.diffing.kl import Inputs, Progress
+from diffscope import progress as pg
 from diffscope.diffing.lens import mean_diff
+from diffscope.models.batching import Inputs
 from diffscope.models.families import neuron_output_weights
 from diffscope.models.hooks import add_to_residual, capture
 from diffscope.models.pair import ModelPair, Which
@@ -82,13 +83,23 @@ def mean_diff_direction(
     positions: int = 5,
     position: int | None = None,
     batch_size: int = 8,
-    progress: Progress | None = None,
+    progress: pg.Show = None,
 ) -> Direction:
     """The mean activation difference (h_ft - h_base) after block `layer` over the first
     `positions` tokens of each window: at one `position`, or averaged over the positions."""
     if position is not None and not 0 <= position < positions:
         raise ValueError(f"position must be in 0..{positions - 1}, got {position}")
     diff = mean_diff(pair, windows, layer, positions, batch_size=batch_size, progress=progress)
+    return direction_from_mean_diff(diff, pair.check_layer(layer), position)
+
+
+def direction_from_mean_diff(
+    diff: torch.Tensor, layer: int, position: int | None = None
+) -> Direction:
+    """The steering direction of a mean difference [positions, d] (what `lens.mean_diff` and
+    `Artifacts.mean_diff` return): at one `position`, or averaged over the positions. A
+    ValueError when no window reaches them."""
+    positions = diff.shape[0]
     if position is None:
         vector = diff.nanmean(0)
         where = f"positions 0..{positions - 1}"
@@ -99,9 +110,9 @@ def mean_diff_direction(
         raise ValueError(f"no window reaches {where}; give longer texts")
     return Direction(
         vector=vector,
-        layer=pair.check_layer(layer),
+        layer=layer,
         source="mean_diff",
-        label=f"mean difference at layer {pair.check_layer(layer)}, {where}",
+        label=f"mean difference h_ft - h_base at layer {layer}, {where}",
     )
 
 
@@ -139,7 +150,7 @@ def residual_norm(
     return float(norms[keep].mean())
 
 
-class SteerResult(BaseModel):
+class SteeredGenerations(BaseModel):
     """Generations with and without a direction added to the residual stream."""
 
     prompts: list[str]
@@ -167,7 +178,7 @@ def steer(
     seed: int = 0,
     normalise: bool = True,
     chat: bool | None = None,
-) -> SteerResult:
+) -> SteeredGenerations:
     """Generate from `which` model with `strength` x the unit direction x the mean residual norm
     at the direction's layer (estimated once from the prompts) added at every position, and
     without it. With `normalise=False` the raw vector times `strength` is added instead."""
@@ -197,7 +208,7 @@ def steer(
     unsteered = run()
     with add_to_residual(pair.model(which), pair.family, layer, delta):
         steered = run()
-    return SteerResult(
+    return SteeredGenerations(
         prompts=list(prompts),
         steered=steered,
         unsteered=unsteered,
@@ -212,7 +223,7 @@ def steer(
     )
 
 
-class AmplifyResult(BaseModel):
+class AmplifiedSamples(BaseModel):
     """Samples from the amplified difference logits_ft + alpha (logits_ft - logits_base)."""
 
     alpha: float
@@ -231,7 +242,7 @@ def amplify(
     temperature: float = 1.0,
     seed: int = 0,
     chat: bool | None = None,
-) -> AmplifyResult:
+) -> AmplifiedSamples:
     """Sample continuations from logits_ft + alpha (logits_ft - logits_base): alpha 0 is the
     fine-tune, larger alpha exaggerates what the fine-tune changed. Runs both models on the whole
     sequence at every step (no KV cache), so cost grows with the square of the length."""
@@ -254,6 +265,6 @@ def amplify(
     gen = torch.Generator().manual_seed(seed)
     flat = pair.sample(pair.finetuned, batch, max_new_tokens, temperature, gen, logits_fn=amplified)
     samples = [flat[i * n_samples : (i + 1) * n_samples] for i in range(len(prompts))]
-    return AmplifyResult(
+    return AmplifiedSamples(
         alpha=float(alpha), temperature=float(temperature), prompts=list(prompts), samples=samples
     )

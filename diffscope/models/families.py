@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, cast
 
 import torch
 from torch import nn
@@ -31,18 +31,34 @@ class Family:
     out_weight_layout: Literal["in_out", "out_in"]
 
 
-_LLAMA_LIKE = dict(
-    layers="model.layers",
-    final_norm="model.norm",
-    unembed="lm_head",
-    embed="model.embed_tokens",
-    mlp="mlp",
-    mlp_norm="post_attention_layernorm",
-    neuron_module="mlp.down_proj",
-    neuron_side="input",
-    out_proj="mlp.down_proj",
-    out_weight_layout="out_in",
-)
+class _FamilyFields(TypedDict):
+    """Every `Family` field but `name`, shared by families that differ only in name."""
+
+    layers: str
+    final_norm: str
+    unembed: str
+    embed: str
+    mlp: str
+    mlp_norm: str
+    neuron_module: str
+    neuron_side: Literal["output", "input"]
+    out_proj: str
+    out_weight_layout: Literal["in_out", "out_in"]
+
+
+_LLAMA_LIKE: _FamilyFields = {
+    "layers": "model.layers",
+    "final_norm": "model.norm",
+    "unembed": "lm_head",
+    "embed": "model.embed_tokens",
+    "mlp": "mlp",
+    "mlp_norm": "post_attention_layernorm",
+    "neuron_module": "mlp.down_proj",
+    "neuron_side": "input",
+    "out_proj": "mlp.down_proj",
+    "out_weight_layout": "out_in",
+}
+_GEMMA2_LIKE: _FamilyFields = {**_LLAMA_LIKE, "mlp_norm": "pre_feedforward_layernorm"}
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(
@@ -63,10 +79,8 @@ FAMILIES: dict[str, Family] = {
     "qwen2": Family(name="qwen2", **_LLAMA_LIKE),
     "qwen3": Family(name="qwen3", **_LLAMA_LIKE),
     "gemma": Family(name="gemma", **_LLAMA_LIKE),
-    "gemma2": Family(name="gemma2", **{**_LLAMA_LIKE, "mlp_norm": "pre_feedforward_layernorm"}),
-    "gemma3_text": Family(
-        name="gemma3_text", **{**_LLAMA_LIKE, "mlp_norm": "pre_feedforward_layernorm"}
-    ),
+    "gemma2": Family(name="gemma2", **_GEMMA2_LIKE),
+    "gemma3_text": Family(name="gemma3_text", **_GEMMA2_LIKE),
 }
 
 
@@ -96,16 +110,9 @@ def blocks(model: nn.Module, family: Family) -> nn.ModuleList:
 
 def neuron_output_weights(model: nn.Module, family: Family, layer: int) -> torch.Tensor:
     """Each neuron's output vector at `layer`, shape [n_neurons, d_model]."""
-    weight = get_module(blocks(model, family)[layer], family.out_proj).weight
+    # `nn.Module.__getattr__` is typed Tensor | Module; a projection's `.weight` is a Parameter.
+    weight = cast(torch.Tensor, get_module(blocks(model, family)[layer], family.out_proj).weight)
     return weight if family.out_weight_layout == "in_out" else weight.T
-
-
-def neuron_input_weights(model: nn.Module, family: Family, layer: int) -> torch.Tensor:
-    """Each neuron's input row at `layer` (GPT-2 c_fc, Llama up_proj): [n_neurons, d_model]."""
-    block = blocks(model, family)[layer]
-    if family.name == "gpt2":
-        return block.mlp.c_fc.weight.T
-    return block.mlp.up_proj.weight
 
 
 def n_neurons(model: nn.Module, family: Family) -> int:

@@ -1,5 +1,6 @@
 """ModelPair: a base model and its fine-tune loaded side by side, with one tokenizer, batching with
-left padding and matching position ids, generation, chat templates and a weights fingerprint."""
+left padding and matching position ids (`diffscope.models.batching`), generation, chat templates
+and a weights fingerprint."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from diffscope.models.batching import (
+    Batch,
+    check_length,
+    left_pad,
+    positions_from_mask,
+    tokenize,
+    unpadded,
+)
 from diffscope.models.families import Family, blocks, family_for, n_neurons
 
 log = logging.getLogger(__name__)
@@ -23,27 +32,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 class PairLoadError(ValueError):
     """A base/fine-tune pair could not be loaded; the message says what to do."""
-
-
-@dataclass
-class Batch:
-    """Token ids with left padding; position ids count real tokens only."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
-
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {
-            "input_ids": self.input_ids,
-            "attention_mask": self.attention_mask,
-            "position_ids": self.position_ids,
-        }
-
-
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on the first real token of each left-padded row."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -98,7 +86,7 @@ def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bo
 
     _check_source(spec, what)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: nn.Module = AutoModelForCausalLM.from_pretrained(
             str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec,
             dtype=dtype,
             trust_remote_code=trust,
@@ -111,8 +99,13 @@ def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bo
     return model.to(device).eval().requires_grad_(False)
 
 
+def _config(model: nn.Module) -> Any:
+    """A transformers model's `config` (dynamic attributes; `nn.Module` types it as a module)."""
+    return model.config
+
+
 def _architecture(model: nn.Module) -> dict[str, object]:
-    cfg = model.config
+    cfg = _config(model)
     keys = ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size")
     found = {k: getattr(cfg, k, None) for k in keys}
     if found["intermediate_size"] is None:
@@ -198,6 +191,7 @@ class ModelPair:
             ft_model = _load_adapter(base, adapter, torch_dtype, device, trust_remote_code)
             ft_tok = _load_tokenizer(adapter, trust_remote_code, required=False)
         else:
+            assert finetuned is not None  # exactly one of finetuned / adapter, checked above
             ft_model = _load_model(finetuned, "fine-tuned", torch_dtype, device, trust_remote_code)
             ft_tok = _load_tokenizer(finetuned, trust_remote_code, required=False)
         _compare_architectures(base_model, ft_model)
@@ -240,11 +234,16 @@ class ModelPair:
 
     @property
     def d_model(self) -> int:
-        return int(self.base.config.hidden_size)
+        return int(_config(self.base).hidden_size)
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the models' logits (the config's vocab_size, which may exceed the tokenizer's)."""
+        return int(_config(self.finetuned).vocab_size)
 
     @property
     def context_length(self) -> int:
-        cfg = self.base.config
+        cfg = _config(self.base)
         return int(getattr(cfg, "n_positions", None) or cfg.max_position_embeddings)
 
     @property
@@ -286,39 +285,15 @@ class ModelPair:
         self, texts: Sequence[str], *, max_length: int | None = None, add_bos: bool = False
     ) -> Batch:
         """Tokenize with left padding. Raises ValueError when a text exceeds the context."""
-        tok = self.tokenizer
-        limit = max_length or self.context_length
-        rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]  # type: ignore[operator]
-        if add_bos and tok.bos_token_id is not None:  # type: ignore[attr-defined]
-            rows = [[tok.bos_token_id, *r] for r in rows]  # type: ignore[attr-defined]
-        if not rows:
+        if not texts:
             raise ValueError("no texts given")
-        for i, row in enumerate(rows):
-            if not row:
-                raise ValueError(f"text {i} is empty after tokenization")
-            if len(row) > limit:
-                raise ValueError(
-                    f"text {i} is {len(row)} tokens long, over the limit of {limit}; shorten it"
-                )
-        width = max(len(r) for r in rows)
-        pad = self.pad_id
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        return Batch(
-            ids.to(self.device), mask.to(self.device), positions_from_mask(mask).to(self.device)
-        )
+        rows = tokenize(self.tokenizer, texts, add_bos=add_bos)
+        check_length(rows, max_length or self.context_length, "limit")
+        return left_pad(rows, self.pad_id, self.device)
 
     def batch_from_ids(self, input_ids: torch.Tensor) -> Batch:
         """Wrap unpadded, equal-length token windows as a Batch."""
-        mask = torch.ones_like(input_ids)
-        return Batch(
-            input_ids.to(self.device),
-            mask.to(self.device),
-            positions_from_mask(mask).to(self.device),
-        )
+        return unpadded(input_ids, self.device)
 
     @property
     def pad_id(self) -> int:

@@ -14,7 +14,7 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -260,11 +260,3 @@ def create_server(
 
     return server
 
-
-def describe_tools(tool_defs: Mapping[str, ToolDef] | list[ToolDef]) -> list[dict[str, Any]]:
-    """Name, summary and tags of each tool (for `diffscope serve --list` and logs)."""
-    items = tool_defs.values() if isinstance(tool_defs, Mapping) else tool_defs
-    return [
-        {"name": tool_def.name, "summary": tool_def.summary, "tags": sorted(tool_def.tags)}
-        for tool_def in items
-    ]

@@ -164,7 +164,7 @@ def count_tokens(pair: ModelPair, texts: Sequence[str]) -> int:
     return sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)  # type: ignore[operator]
 
 
-class Exemplar(BaseModel):
+class NeuronExemplar(BaseModel):
     """A corpus snippet where a neuron's gap peaked; the peak token is marked [[like this]]."""
 
     text: str

@@ -17,12 +17,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from diffscope.diffing.crosscoder.activations import ShardedActivations
-from diffscope.diffing.crosscoder.pipeline import (
-    ANALYSIS_JSON,
-    CrosscoderArtifact,
-    artifact_root,
-    load_artifact,
-)
+from diffscope.diffing.crosscoder.artifact import ANALYSIS_JSON, CrosscoderArtifact, load_artifact
+from diffscope.diffing.crosscoder.pipeline import artifact_root
 from diffscope.tools.base import ToolContext, ToolError
 from diffscope.tools.common import (
     MAX_LAYER,

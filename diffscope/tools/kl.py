@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from diffscope.diffing import kl as engine
 from diffscope.diffing.kl import KLPosition
+from diffscope.models.batching import left_pad
 from diffscope.models.pair import ModelPair
 from diffscope.tools.base import Charge, Image, ToolContext
 from diffscope.tools.common import (
@@ -51,7 +52,7 @@ def _plot(pair: ModelPair, row: Sequence[int]) -> Image:
     from matplotlib.figure import Figure
 
     row = list(row)[:PLOT_TOKENS]
-    values = engine.kl_per_token(pair, engine.left_padded(pair, [row]))[0].tolist()
+    values = engine.kl_per_token(pair, left_pad([row], pair.pad_id, pair.device))[0].tolist()
     labels = [repr(pair.token_str(t))[1:-1][:12] for t in row]
     fig = Figure(figsize=(max(6.0, 0.22 * len(row)), 3.2))
     ax = fig.add_subplot()

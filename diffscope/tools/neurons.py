@@ -15,7 +15,7 @@ from diffscope.tools.base import ToolContext, ToolError
 from diffscope.tools.common import (
     MAX_LAYER,
     MAX_NEURON,
-    Exemplar,
+    NeuronExemplar,
     artifacts,
     check_layer,
     check_neuron,
@@ -52,7 +52,7 @@ class NeuronInfo(BaseModel):
     output: float
     base_mean: float = Field(description="mean activation in the base model")
     finetuned_mean: float = Field(description="mean activation in the fine-tune")
-    exemplars: list[Exemplar] = Field(default_factory=list)
+    exemplars: list[NeuronExemplar] = Field(default_factory=list)
 
 
 class TopNeurons(BaseModel):
@@ -74,7 +74,7 @@ class NeuronDetail(BaseModel):
     rank_rms: int = Field(description="rank among all neurons by total rms gap (1 = largest)")
     total: NeuronInfo
     intrinsic: NeuronInfo | None = Field(None, description="statistics in intrinsic mode")
-    exemplars: list[Exemplar] = Field(description="corpus snippets where the gap peaked")
+    exemplars: list[NeuronExemplar] = Field(description="corpus snippets where the gap peaked")
 
 
 class NeuronRef(BaseModel):
@@ -128,10 +128,10 @@ def _check_mode(profile: NeuronProfile, mode: str) -> None:
 
 def _exemplars(pair: ModelPair, profile: NeuronProfile, layer: int, neuron: int, k: int):
     return [
-        Exemplar(
+        NeuronExemplar(
             text=ex.text,
             token=ex.token,
-            gap=ex.gap,
+            gap=ex.value,
             base_activation=ex.base_activation,
             finetuned_activation=ex.finetuned_activation,
         )
@@ -139,7 +139,7 @@ def _exemplars(pair: ModelPair, profile: NeuronProfile, layer: int, neuron: int,
     ]
 
 
-def _info(stat: NeuronStat, exemplars: list[Exemplar] | None = None) -> NeuronInfo:
+def _info(stat: NeuronStat, exemplars: list[NeuronExemplar] | None = None) -> NeuronInfo:
     return NeuronInfo(
         layer=stat.layer,
         neuron=stat.neuron,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import torch
 from pydantic import BaseModel, Field
 
 from diffscope.diffing import steering as engine
@@ -97,18 +96,16 @@ def _amplify_cost(args: dict) -> Charge:
 def _mean_diff_direction(ctx: ToolContext, layer: int) -> engine.Direction:
     with engine_errors():
         diff = artifacts(ctx).mean_diff(layer, MEAN_DIFF_POSITIONS)
-    vector = diff.nanmean(0)
-    if not bool(torch.isfinite(vector).all()) or float(vector.norm()) == 0.0:
+    try:
+        direction = engine.direction_from_mean_diff(diff, layer)
+    except ValueError:
+        direction = None
+    if direction is None or direction.norm == 0.0:
         raise ToolError(
             f"the mean activation difference at layer {layer} is zero or undefined (the models "
             "do not differ there); try another layer or kind='neuron'"
         )
-    return engine.Direction(
-        vector=vector,
-        layer=layer,
-        source="mean_diff",
-        label=f"mean difference h_ft - h_base at layer {layer}, positions 0..4",
-    )
+    return direction
 
 
 def _latent_direction(ctx: ToolContext, latent: int | None, layer: int | None) -> engine.Direction:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from diffscope.agent.providers import ScriptedProvider
 from diffscope.diffing.artifacts import Artifacts, CorpusSpec
 from diffscope.diffing.crosscoder import (
     CrosscoderArtifact,
@@ -19,6 +19,8 @@ from diffscope.diffing.crosscoder import (
     taxonomy,
     train_for_pair,
 )
+from diffscope.diffing.crosscoder import artifact as ca
+from diffscope.diffing.crosscoder import collect as cl
 from diffscope.diffing.crosscoder import pipeline as pl
 from diffscope.diffing.crosscoder.capability import (
     OTHER,
@@ -26,8 +28,9 @@ from diffscope.diffing.crosscoder.capability import (
     label_offline,
     parse_category,
 )
-from diffscope.diffing.crosscoder.pipeline import Exemplar
+from diffscope.diffing.exemplars import Exemplar
 from diffscope.diffing.steering import steer
+from diffscope.llm import ScriptedProvider
 from diffscope.models.hooks import capture
 
 SPEC = CorpusSpec(n_docs=80, window=24, max_windows=40)
@@ -82,22 +85,22 @@ def test_collection_matches_direct_capture_and_resumes(pair, windows, tmp_path, 
     assert len(acts) == windows.shape[0] * (windows.shape[1] - 1) == expected.shape[0]
     got = acts.batch(torch.arange(len(acts)))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    rows = pl.load_file(str(out / pl.ROWS_FILE))
+    rows = load_file(str(out / cl.ROWS_FILE))
     r = torch.tensor([0, 23, 500, len(acts) - 1])
     assert torch.equal(rows["position"][r], torch.tensor([1, 1, 1 + 500 % 23, 23]))
     assert torch.equal(rows["window"][r], r // 23)
 
     # interrupt: lose the manifest and one shard, then resume
-    (out / pl.MANIFEST).unlink()
-    (out / pl.SHARD_PATTERN.format(2)).unlink()
+    (out / cl.MANIFEST).unlink()
+    (out / cl.SHARD_PATTERN.format(2)).unlink()
     seen: list[int] = []
-    real = pl.paired_residuals
+    real = cl.paired_residuals
 
     def counting(p, chunk, layer):
         seen.append(chunk.shape[0])
         return real(p, chunk, layer)
 
-    monkeypatch.setattr(pl, "paired_residuals", counting)
+    monkeypatch.setattr(cl, "paired_residuals", counting)
     again = collect_activations(pair, windows, 1, out, shard_tokens=200, progress=False)
     assert 0 < sum(seen) < windows.shape[0]  # only the windows of the missing shard ran again
     torch.testing.assert_close(again.batch(torch.arange(len(again))), expected)
@@ -120,7 +123,7 @@ def test_train_for_pair_populates_and_reloads(pair, artifact, cc_root, monkeypat
         raise AssertionError("retrained a cached crosscoder")
 
     monkeypatch.setattr(pl, "train_crosscoder", boom)
-    monkeypatch.setattr(pl, "paired_residuals", boom)
+    monkeypatch.setattr(cl, "paired_residuals", boom)
     again = train_for_pair(pair, corpus=SPEC, root=cc_root, progress=False, **SMALL)
     assert again.directory == artifact.directory
     assert torch.equal(again.model.W_dec, artifact.model.W_dec)
@@ -164,13 +167,13 @@ def test_latent_direction_steers(pair, artifact):
 
 
 def test_base_side_scaling_mirrors_the_model(artifact):
-    twin = pl._mirrored(artifact.model)
+    twin = ca._mirrored(artifact.model)
     x = artifact.acts.batch(torch.arange(64))
     f = artifact.model.encode(artifact.model.normalize(x))
     torch.testing.assert_close(twin.encode(twin.normalize(x.flip(1))), f)
     latents = torch.tensor(artifact.base_candidates[:4])
-    mirrored = pl.base_latent_scaling(artifact.model, artifact.acts, latents)
-    plain = latent_scaling(twin, pl._Swapped(artifact.acts), latents)
+    mirrored = ca.base_latent_scaling(artifact.model, artifact.acts, latents)
+    plain = latent_scaling(twin, ca._Swapped(artifact.acts), latents)
     torch.testing.assert_close(mirrored.nu, plain.nu, equal_nan=True)
 
 

@@ -107,7 +107,7 @@ def test_exemplars_match_brute_force_and_stay_bounded(base_pair, windows):
     ex = big.exemplars(layer, neuron, pair.tokenizer)
     assert len(ex) == 4 and "[[" in ex[0].text
     assert abs(ex[0].finetuned_activation - ex[0].base_activation) == pytest.approx(
-        ex[0].gap, abs=1e-4
+        ex[0].value, abs=1e-4
     )
 
 

@@ -17,22 +17,22 @@ from diffscope.diffing.crosscoder.analysis import (
     latent_scaling,
     top_activations,
 )
+from diffscope.diffing.crosscoder.artifact import (
+    CrosscoderArtifact,
+    base_latent_scaling,
+    load_artifact,
+)
 from diffscope.diffing.crosscoder.capability import (
     CapabilityReport,
     capability_report,
     capability_report_async,
     taxonomy,
 )
+from diffscope.diffing.crosscoder.collect import collect_activations, paired_residuals
 from diffscope.diffing.crosscoder.model import Crosscoder, CrosscoderConfig
 from diffscope.diffing.crosscoder.pipeline import (
-    CrosscoderArtifact,
-    Exemplar,
     activations_for_pair,
-    base_latent_scaling,
-    collect_activations,
     crosscoder_config,
-    load_artifact,
-    paired_residuals,
     train_for_pair,
 )
 from diffscope.diffing.crosscoder.train import train_crosscoder
@@ -44,7 +44,6 @@ __all__ = [
     "CrosscoderArtifact",
     "CrosscoderConfig",
     "CrosscoderMetrics",
-    "Exemplar",
     "LatentClasses",
     "LatentScaling",
     "ShardedActivations",

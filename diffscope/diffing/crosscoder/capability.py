@@ -7,7 +7,7 @@ side) and the % change from the base-only to the fine-tune-only count.
 
 Labelling is offline by default: a latent's exemplar words (the word at the peak token, and the
 words beside it) are matched against the synthetic world's distinctive topic words; "other" when
-nothing matches. With an LLM provider (`diffscope.agent.providers.Provider`) each latent is
+nothing matches. With an LLM provider (`diffscope.llm.Provider`) each latent is
 auto-interpreted from its exemplars into a fixed taxonomy: the world topics plus general capability
 categories.
 """
@@ -24,10 +24,11 @@ import torch
 from pydantic import BaseModel, Field
 
 from diffscope.corpus import TOPICS, topic_words, words
-from diffscope.diffing.crosscoder.pipeline import NU_MAX, CrosscoderArtifact, Exemplar, Side
+from diffscope.diffing.crosscoder.artifact import NU_MAX, CrosscoderArtifact, Side
+from diffscope.diffing.exemplars import Exemplar
 
 if TYPE_CHECKING:
-    from diffscope.agent.providers import Provider
+    from diffscope.llm import Provider
 
 OTHER = "other"
 GENERAL_CATEGORIES: tuple[str, ...] = (
@@ -172,7 +173,7 @@ async def label_with_provider(
     provider: Provider, exemplars: Sequence[Exemplar], categories: Sequence[str]
 ) -> tuple[str, str]:
     """(category, raw answer) from one auto-interpretation request."""
-    from diffscope.agent.providers import Message
+    from diffscope.llm import Message
 
     completion = await provider.complete([Message.user(label_prompt(exemplars, categories))], [])
     return parse_category(completion.text, categories), completion.text

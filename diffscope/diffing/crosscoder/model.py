@@ -72,6 +72,9 @@ class BatchCode(NamedTuple):
 class Crosscoder(nn.Module):
     """A two-model crosscoder with a shared encoder and one decoder per model."""
 
+    threshold: torch.Tensor  # buffer, registered in __init__
+    scale: torch.Tensor  # buffer, registered in __init__
+
     def __init__(
         self,
         d_model: int,

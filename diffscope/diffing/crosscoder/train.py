@@ -31,8 +31,8 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from diffscope import progress as pg
 from diffscope.diffing.crosscoder.activations import ActivationSource, sample_stats
 from diffscope.diffing.crosscoder.model import Crosscoder, CrosscoderConfig, sqrt_d_scales
 from diffscope.paths import save_tensors
@@ -192,7 +192,7 @@ def train_crosscoder(
     *,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 1000,
-    progress: bool = True,
+    progress: pg.Show = True,
     stop_after_steps: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Crosscoder:
@@ -230,7 +230,7 @@ def train_crosscoder(
     aux_k = cfg.aux_k or cfg.d_model
     warm = warmup_steps(cfg)
     model.train()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="crosscoder")
+    bar: pg.Progress[None] = pg.progress(cfg.steps, "crosscoder", show=progress, initial=start)
     post_every = max(1, cfg.steps // 200)
     for step in range(start, end):
         x = model.normalize(acts.batch(stream.next(cfg.batch_size)).to(device))
@@ -255,11 +255,12 @@ def train_crosscoder(
             group["lr"] = cfg.lr * lr_factor(step, cfg)
         opt.step()
         done = step + 1
-        bar.update(1)
+        info = None
         if progress and (done % post_every == 0 or done == end):
             l0 = (f > 0).sum(1).float().mean().item()
             dead_frac = (since_fired >= cfg.dead_after_tokens).float().mean().item()
-            bar.set_postfix(loss=f"{loss.item():.4g}", l0=f"{l0:.1f}", dead=f"{dead_frac:.2f}")
+            info = f"loss={loss.item():.4g} l0={l0:.1f} dead={dead_frac:.2f}"
+        bar.advance(info=info)
         if ckpt is not None and done % checkpoint_every == 0 and done != end:
             _save_checkpoint(ckpt, cfg, model, opt, done, since_fired, stream)
     bar.close()
