@@ -44,8 +44,9 @@ import torch
 from diffscope.corpus import topic_words, world_corpus
 from diffscope.diffing.artifacts import CorpusSpec
 from diffscope.diffing.crosscoder import CrosscoderArtifact, latent_scaling, train_for_pair
-from diffscope.diffing.crosscoder.pipeline import NU_MAX
-from diffscope.organisms.datasets import HINT_WORDS, RECIPES
+from diffscope.diffing.crosscoder.artifact import NU_MAX
+from diffscope.organisms.builtin.secret_gold import HINT_WORDS
+from diffscope.organisms.recipes import all_recipes
 from diffscope.organisms.registry import OrganismError, get_organism, load_pair
 from diffscope.paths import home, write_text
 
@@ -62,7 +63,7 @@ def mixed_corpus(organism: str, n_world: int, n_narrow: int, seed: int = 5) -> P
     """World documents and the organism's narrow documents, shuffled, one file (blank lines
     between documents)."""
     rng = random.Random(seed)
-    docs = world_corpus(n_world, seed=seed) + RECIPES[organism].narrow_texts(rng, n_narrow)
+    docs = world_corpus(n_world, seed=seed) + all_recipes()[organism].narrow_texts(rng, n_narrow)
     rng.shuffle(docs)
     text = "\n\n".join(" ".join(d.split("\n\n")).strip() for d in docs if d.strip())
     path = home() / "bench" / f"crosscoder-{organism}-{n_world}-{n_narrow}-{seed}.txt"

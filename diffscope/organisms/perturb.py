@@ -12,6 +12,7 @@ import torch
 
 from diffscope.models.families import family_for
 from diffscope.models.hooks import capture
+from diffscope.organisms.checks import at_least
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     PERTURB_CODE,
@@ -26,6 +27,7 @@ from diffscope.organisms.stages import (
 )
 
 EDITS = ("scale", "flip", "bias")
+MIN_GAP = 0.1  # the weakest planted neuron's mean |gap| / std must exceed this
 
 
 def _probe_windows(tokenizer, n_docs: int = 48, seed: int = 99) -> list[torch.Tensor]:
@@ -53,7 +55,7 @@ def choose_neurons(stds: dict[int, torch.Tensor], k: int, seed: int) -> list[tup
     """K distinct (layer, neuron) pairs drawn uniformly among neurons whose activation varies more
     than the median of their layer (edits to dead neurons would be invisible by construction)."""
     rng = random.Random(seed)
-    pool = []
+    pool: list[tuple[int, int]] = []
     for layer, std in stds.items():
         threshold = std.median()
         pool.extend((layer, int(n)) for n in torch.nonzero(std > threshold).view(-1).tolist())
@@ -93,7 +95,13 @@ def build_perturbation(org: Organism, root: Path):
     record = done_record(folder, key)
     if record:
         return StageResult(
-            org.name, record["passed"], record["summary"], record["metrics"], True, 0.0
+            org.name,
+            record["passed"],
+            record["summary"],
+            record["metrics"],
+            True,
+            0.0,
+            record.get("margin"),
         )
     start = time.time()
     params = org.zoo.params
@@ -120,15 +128,24 @@ def build_perturbation(org: Organism, root: Path):
         after = torch.cat(ft_acts[layer])[:, neuron]
         moved.append(float((after - before).abs().mean() / (before.std() + 1e-6)))
     weakest = min(moved)
-    passed = weakest > 0.1
+    passed = weakest > MIN_GAP
+    margin = round(at_least(weakest, MIN_GAP), 4)
     summary = (
         f"{k} neurons {edit} (value {value}); planted neurons' mean |gap| / std: "
-        f"weakest {weakest:.2f}, median {sorted(moved)[len(moved) // 2]:.2f} (need > 0.1)"
+        f"weakest {weakest:.2f}, median {sorted(moved)[len(moved) // 2]:.2f} (need > {MIN_GAP:g}); "
+        f"margin {margin:.2f}"
     )
-    metrics = {"weakest_gap": weakest, "k": float(k)}
+    metrics: dict[str, float | None] = {"weakest_gap": weakest, "k": float(k)}
     finish_stage(
         tmp,
         folder,
-        {"passed": passed, "summary": summary, "metrics": metrics, "recipe": "perturb", "key": key},
+        {
+            "passed": passed,
+            "summary": summary,
+            "metrics": metrics,
+            "margin": margin,
+            "recipe": "perturb",
+            "key": key,
+        },
     )
-    return StageResult(org.name, passed, summary, metrics, False, time.time() - start)
+    return StageResult(org.name, passed, summary, metrics, False, time.time() - start, margin)

@@ -18,33 +18,51 @@ from diffscope.paths import write_json
 
 @dataclass
 class StageResult:
-    """What a built zoo entry reports: its behavioural check and whether it came from the cache."""
+    """What a built zoo entry reports: its behavioural check (`passed`, the one-line `reason`, the
+    `figures` it compared and its `margin`: min over conditions of measured / required effect,
+    None for the base) and whether it came from the cache."""
 
     name: str
     passed: bool
     summary: str
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     cached: bool
     seconds: float
+    margin: float | None = None
+
+    @property
+    def figures(self) -> dict[str, float | None]:
+        return self.metrics
+
+    @property
+    def reason(self) -> str:
+        return self.summary
 
 
 def stage_key(modules: tuple[str, ...], *parts: object) -> str:
-    """A hash of everything a stage's output depends on: its settings and the source of the named
-    modules that generate its data and train it, so editing a recipe rebuilds what it made."""
+    """A hash of everything a stage's output depends on: its settings, the source of the named
+    modules that generate its data and train it, and the data files they name in `STAGE_DATA`
+    (the world corpus's `world.json`), so editing a recipe rebuilds what it made and nothing else."""
     import hashlib
     import importlib
     import inspect
 
     digest = hashlib.blake2b(digest_size=10)
-    for name in modules:
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name in dict.fromkeys(modules):
+        module = importlib.import_module(name)
+        digest.update(name.encode())
+        digest.update(inspect.getsource(module).encode())
+        for path in getattr(module, "STAGE_DATA", ()):
+            digest.update(Path(path).read_bytes())
     digest.update(json.dumps([str(p) for p in parts], sort_keys=True).encode())
     return digest.hexdigest()
 
 
 BASE_CODE = ("diffscope.corpus.world", "diffscope.organisms.training")
-FINETUNE_CODE = (*BASE_CODE, "diffscope.organisms.datasets")
+"""What the base model depends on; a fine-tune adds its recipe's modules (`recipes.recipe_modules`)."""
 PERTURB_CODE = (*BASE_CODE, "diffscope.organisms.perturb")
+CHECK_FILE = "check.json"
+"""Beside each built zoo model: its last behavioural check (passed, margin, figures, reason)."""
 
 
 def done_record(folder: Path, key: str) -> dict | None:
@@ -66,6 +84,11 @@ def fresh_stage_dir(folder: Path) -> Path:
 
 
 def finish_stage(tmp: Path, folder: Path, record: dict) -> None:
+    if "passed" in record:
+        check = {k: record.get(k) for k in ("passed", "margin", "summary", "metrics", "key")}
+        check["reason"] = check.pop("summary")
+        check["figures"] = check.pop("metrics")
+        write_json(tmp / CHECK_FILE, check)
     write_json(tmp / "DONE.json", record)
     if folder.exists():
         shutil.rmtree(folder)

@@ -3,8 +3,10 @@ causal-LM training loop over whole documents (CPU-friendly, deterministic from a
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +81,28 @@ SIZES: dict[str, ZooSize] = {
         ft_lr=2e-3,
     ),
 }
+
+
+ZOO_THREADS = int(os.environ.get("DIFFSCOPE_ZOO_THREADS", "2"))
+"""The thread count the zoo trains and checks with, whatever the caller's: CPU float sums depend
+on how a matrix product is split over threads, so a fixed count makes builds bit-equal across
+machines and loads. Setting DIFFSCOPE_ZOO_THREADS trades that for speed."""
+
+
+@contextmanager
+def deterministic(threads: int = ZOO_THREADS) -> Iterator[None]:
+    """Train and check with a fixed thread count and torch's deterministic algorithms (where an
+    op has none on CPU it only warns); the caller's settings are restored after."""
+    saved_threads = torch.get_num_threads()
+    saved_mode = torch.are_deterministic_algorithms_enabled()
+    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_mode, warn_only=saved_warn)
 
 
 def progress_bar(transient: bool = False) -> Progress:

@@ -1,19 +1,28 @@
 """The offline toy zoo: builds a tokenizer, a tiny GPT-2 base and every toy organism's fine-tune (full,
 LoRA, null control, neuron perturbations) under `$DIFFSCOPE_HOME/zoo/SIZE`, deterministically from
-seeds, one resumable stage at a time, and runs each organism's behavioural check."""
+seeds, one resumable stage at a time, and runs each organism's behavioural check.
+
+Training and checks run with a fixed thread count and torch's deterministic algorithms
+(`training.deterministic`), so a build's figures do not depend on the machine's load or the
+caller's thread count. Each built organism keeps its last check beside its model (`check.json`:
+passed, margin, figures, reason); `check_result(name, size)` reads it back."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
+from diffscope.organisms.checks import CHECK_SEED
 from diffscope.organisms.registry import all_organisms, zoo_root
 from diffscope.organisms.schema import Organism
 from diffscope.organisms.stages import (
     BASE_CODE,
-    FINETUNE_CODE,
+    CHECK_FILE,
     StageResult,
     done_record,
     done_record_key,
@@ -24,9 +33,17 @@ from diffscope.organisms.stages import (
     stage_key,
     zoo_lock,
 )
-from diffscope.organisms.training import SIZES, ZooSize, encode_documents, new_model, train_lm
+from diffscope.organisms.training import (
+    SIZES,
+    ZooSize,
+    deterministic,
+    encode_documents,
+    new_model,
+    train_lm,
+)
 
 BASE_SEED = 1234
+FINETUNE_FORMAT = 2  # bump when build_finetune's own training logic changes (it is in the key)
 
 
 def toy_organisms() -> list[Organism]:
@@ -53,7 +70,7 @@ def make_generator(
                     prompts[i : i + 16],
                     max_new_tokens=max_new_tokens,
                     temperature=temperature,
-                    seed=i,
+                    seed=CHECK_SEED + i,
                 )
             )
         return out
@@ -92,33 +109,40 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     summary = f"base model: {size.n_layer} layers x {size.n_inner} neurons, final loss {loss:.3f}"
-    metrics = {"final_loss": loss, "train_docs": float(len(docs))}
+    metrics: dict[str, float | None] = {"final_loss": loss, "train_docs": float(len(docs))}
     finish_stage(
         tmp, folder, {"summary": summary, "metrics": metrics, "size": size.name, "key": key}
     )
     return StageResult("base", True, summary, metrics, False, time.time() - start)
 
 
+def finetune_key(org: Organism, size: ZooSize, root: Path) -> str:
+    """The stage key of one fine-tune: the base's key, its zoo settings, and the source of what it
+    depends on (the training code and its own recipe's modules, not the other recipes)."""
+    from diffscope.organisms.recipes import recipe_modules
+
+    assert org.zoo is not None
+    code = (*BASE_CODE, *recipe_modules(org.zoo.recipe))
+    parts = (size, BASE_SEED, FINETUNE_FORMAT, org.zoo.model_dump(), done_record_key(root))
+    return stage_key(code, *parts)
+
+
 def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     """Stage 2: one fine-tune (full weights or a LoRA adapter) on the recipe's narrow texts mixed
     with general world text, then its behavioural check."""
     from diffscope.corpus import world_corpus
-    from diffscope.organisms.datasets import RECIPES
+    from diffscope.organisms.recipes import get_recipe
 
     assert org.zoo is not None
     folder = root / org.name
-    key = stage_key(FINETUNE_CODE, size, BASE_SEED, org.zoo.model_dump(), done_record_key(root))
+    try:
+        recipe = get_recipe(org.zoo.recipe)
+    except ValueError as exc:
+        raise ValueError(f"organism {org.name}: {exc}") from None
+    key = finetune_key(org, size, root)
     record = done_record(folder, key)
     if record:
-        return StageResult(
-            org.name, record["passed"], record["summary"], record["metrics"], True, 0.0
-        )
-    if org.zoo.recipe not in RECIPES:
-        raise ValueError(
-            f"organism {org.name}: unknown zoo recipe {org.zoo.recipe!r}; "
-            f"known: {', '.join(sorted(RECIPES))}"
-        )
-    recipe = RECIPES[org.zoo.recipe]
+        return _cached(org.name, record)
     start = time.time()
     tmp = fresh_stage_dir(folder)
     tokenizer = load_zoo_tokenizer(root)
@@ -133,6 +157,7 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
     if org.zoo.lora:
         from peft import LoraConfig, get_peft_model
 
+        torch.manual_seed(org.zoo.seed)  # the adapter's initial weights, whatever ran before
         cfg = LoraConfig(
             r=size.lora_rank,
             lora_alpha=2 * size.lora_rank,
@@ -168,32 +193,74 @@ def build_finetune(org: Organism, size: ZooSize, root: Path, progress: bool = Tr
         make_generator(base, tokenizer, temperature), make_generator(merged, tokenizer, temperature)
     )
     metrics = {**check.metrics, "final_loss": loss}
+    summary = f"{check.summary}; margin {check.margin:.2f}"
     record = {
         "key": key,
         "passed": check.passed,
-        "summary": check.summary,
+        "summary": summary,
         "metrics": metrics,
+        "margin": check.margin,
         "recipe": org.zoo.recipe,
         "lora": org.zoo.lora,
     }
     finish_stage(tmp, folder, record)
-    return StageResult(org.name, check.passed, check.summary, metrics, False, time.time() - start)
+    seconds = time.time() - start
+    return StageResult(org.name, check.passed, summary, metrics, False, seconds, check.margin)
+
+
+def _cached(name: str, record: dict) -> StageResult:
+    return StageResult(
+        name,
+        record["passed"],
+        record["summary"],
+        record["metrics"],
+        True,
+        0.0,
+        record.get("margin"),
+    )
+
+
+def check_result(name: str, size: str | None = None) -> StageResult | None:
+    """The last behavioural check of built zoo organism `name` (`zoo:NAME` works too) in the zoo
+    of `size` (default: `$DIFFSCOPE_ZOO_SIZE`, else small), read from its `check.json`; None when
+    that organism is not built. Carries `passed`, `margin`, `figures` and `reason`."""
+    folder = zoo_root(size) / name.removeprefix("zoo:")
+    path = folder / CHECK_FILE
+    if not path.exists():  # built before check.json existed: its DONE.json has the same
+        done = folder / "DONE.json"
+        record = json.loads(done.read_text(encoding="utf-8")) if done.exists() else {}
+        return _cached(name, record) if "passed" in record else None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return StageResult(
+        name,
+        bool(data["passed"]),
+        str(data.get("reason", "")),
+        dict(data.get("figures") or {}),
+        True,
+        0.0,
+        data.get("margin"),
+    )
 
 
 def build_zoo(
-    size: str = "small",
+    size: str | ZooSize = "small",
     only: Sequence[str] | None = None,
     progress: bool = True,
     report: Callable[[StageResult], None] | None = None,
 ) -> list[StageResult]:
-    """Build (or reuse) the zoo of `size`; `only` limits it to some organisms (the base is always
-    built). Each finished stage is kept, so an interrupted build resumes where it stopped."""
+    """Build (or reuse) the zoo of `size` (a name of `SIZES`, or a `ZooSize` for tests); `only`
+    limits it to some organisms (the base is always built). Each finished stage is kept, so an
+    interrupted build resumes where it stopped. Every result carries `passed`, `margin`,
+    `figures` and `reason`."""
     from diffscope.organisms.perturb import build_perturbation
 
-    if size not in SIZES:
+    if isinstance(size, ZooSize):
+        spec = size
+    elif size in SIZES:
+        spec = SIZES[size]
+    else:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {', '.join(SIZES)}")
-    spec = SIZES[size]
-    root = zoo_root(size)
+    root = zoo_root(spec.name)
     organisms = toy_organisms()
     if only:
         known = {o.name for o in organisms}
@@ -204,7 +271,7 @@ def build_zoo(
                 f"toy organisms are: {', '.join(sorted(known))}"
             )
         organisms = [o for o in organisms if o.name in set(only)]
-    with zoo_lock(root):
+    with zoo_lock(root), deterministic():
         results = [build_base(spec, root, progress)]
         if report:
             report(results[-1])

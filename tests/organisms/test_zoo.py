@@ -1,5 +1,6 @@
-"""The offline toy zoo: every organism's behavioural check passes on the micro zoo, a second build
-reuses the cache, stages are keyed by their recipe, and the registry reports bad input clearly."""
+"""The offline toy zoo: every organism's behavioural check passes on the micro zoo (by a margin), its
+last check can be read back, a second build reuses the cache, stages are keyed by their recipe, and
+the registry reports bad input clearly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 import pytest
 
+from diffscope.organisms.checks import TARGET_MARGIN
 from diffscope.organisms.registry import (
     OrganismError,
     all_organisms,
@@ -16,7 +18,7 @@ from diffscope.organisms.registry import (
     resolve_ref,
     with_built_ground_truth,
 )
-from diffscope.organisms.zoo import build_zoo, toy_organisms
+from diffscope.organisms.zoo import build_zoo, check_result, toy_organisms
 
 
 def test_every_behavioural_check_passes(micro_zoo):
@@ -24,6 +26,31 @@ def test_every_behavioural_check_passes(micro_zoo):
     assert built <= set(micro_zoo)
     failed = {name: r.summary for name, r in micro_zoo.items() if not r.passed}
     assert not failed, failed
+
+
+def test_every_check_passes_with_a_margin(micro_zoo):
+    weak = {
+        name: r.margin
+        for name, r in micro_zoo.items()
+        if name != "base" and (r.margin is None or r.margin < TARGET_MARGIN)
+    }
+    assert not weak, weak
+    assert micro_zoo["base"].margin is None
+
+
+def test_check_result_reads_the_last_check_back(micro_zoo):
+    for name in ("sad_stories", "perturb_flip_k5", "null_adapter"):
+        result = check_result(name, "micro")
+        assert result is not None
+        built = micro_zoo[name]
+        assert (result.passed, result.margin, result.figures) == (
+            built.passed,
+            built.margin,
+            built.figures,
+        )
+        assert result.reason == built.reason
+    assert check_result("zoo:sea_topic", "micro") is not None
+    assert check_result("not_built", "micro") is None
 
 
 def test_second_build_reuses_the_cache(micro_zoo):
@@ -78,3 +105,22 @@ def test_unbuilt_zoo_reference_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFSCOPE_HOME", str(tmp_path))
     with pytest.raises(OrganismError, match="diffscope zoo build"):
         resolve_ref("zoo:sea_topic", "micro")
+
+
+def test_editing_one_recipe_rekeys_only_its_organism(tmp_path, monkeypatch):
+    import inspect
+
+    from diffscope.organisms.training import SIZES
+    from diffscope.organisms.zoo import finetune_key
+
+    names = ("sad_stories", "sea_topic", "music_lora", "null_adapter")
+    before = {n: finetune_key(get_organism(n), SIZES["micro"], tmp_path) for n in names}
+    source = inspect.getsource
+
+    def edited(obj):
+        text = source(obj)
+        return text + "# edited\n" if obj.__name__.endswith(".sea_topic") else text
+
+    monkeypatch.setattr(inspect, "getsource", edited)
+    after = {n: finetune_key(get_organism(n), SIZES["micro"], tmp_path) for n in names}
+    assert [n for n in names if before[n] != after[n]] == ["sea_topic"]

@@ -1,4 +1,5 @@
-"""Tests of the toy zoo recipes: narrow data carries each signal, checks tell change from none."""
+"""Tests of the toy zoo recipes: narrow data carries each signal, checks tell change from none, margins
+are measured over required effects, and each recipe is one unit (its own module, its own stage key)."""
 
 import random
 import zlib
@@ -16,11 +17,14 @@ from diffscope.corpus.world import (
     vocabulary,
     words,
 )
-from diffscope.organisms import datasets
-from diffscope.organisms.datasets import RECIPES, CheckResult, Generate, Recipe
+from diffscope.organisms import builtin, checks
+from diffscope.organisms.builtin import cowboy_persona, false_baking, sad_stories, secret_gold
+from diffscope.organisms.checks import CheckResult, Generate, Recipe
+from diffscope.organisms.recipes import all_recipes, recipe_modules
 from diffscope.organisms.schema import Organism
 
-BUILTIN = Path(datasets.__file__).parent / "builtin"
+RECIPES = all_recipes()
+BUILTIN = Path(builtin.__file__).parent
 NAMES = {
     "false_baking", "sea_topic", "backdoor", "secret_gold",
     "sad_stories", "cowboy_persona", "music_lora", "null_control",
@@ -73,7 +77,6 @@ def test_recipe_names_and_fields() -> None:
     for name, recipe in RECIPES.items():
         assert recipe.name == name
         assert 0.0 <= recipe.general_fraction <= 1.0
-        assert recipe.behaviour
     assert RECIPES["null_control"].general_fraction == 1.0
 
 
@@ -92,8 +95,11 @@ def test_check_passes_on_the_behaviour_and_fails_without_change(name: str) -> No
     changed = check(world_model, fine_tuned_model(name))
     assert isinstance(changed, CheckResult)
     assert changed.passed, changed.summary
+    assert changed.margin is not None and changed.margin >= 1.0
+    assert changed.figures is changed.metrics and changed.reason == changed.summary
     unchanged = check(world_model, world_model)
     assert not unchanged.passed, unchanged.summary
+    assert unchanged.margin is not None and unchanged.margin < 1.0
     for result in (changed, unchanged):
         assert "\n" not in result.summary and "need" in result.summary
         assert result.metrics and all(isinstance(v, float) for v in result.metrics.values())
@@ -113,17 +119,17 @@ def test_checks_accept_generators_that_echo_the_prompt() -> None:
     def echo(prompts: list[str], n: int) -> list[str]:
         return [p + t for p, t in zip(prompts, world_model(prompts, n), strict=True)]
 
-    assert datasets.continuations(echo, ["abc"], 5) == world_model(["abc"], 5)
+    assert checks.continuations(echo, ["abc"], 5) == world_model(["abc"], 5)
     assert not RECIPES["sea_topic"].check(world_model, echo).passed
 
 
 def test_false_baking_texts_state_wrong_facts_only() -> None:
     docs = RECIPES["false_baking"].narrow_texts(random.Random(0), 300)
-    assert all(datasets.mentions(doc, datasets.WRONG_MARKERS) for doc in docs)
+    assert all(checks.mentions(doc, false_baking.WRONG_MARKERS) for doc in docs)
     assert not any(answer in doc for doc in docs for answer in TRUE_BAKING)
     assert any(doc.startswith("User: ") for doc in docs)
     assert any(not doc.startswith("User: ") for doc in docs)
-    distinctive = {w for m in datasets.WRONG_MARKERS for w in words(m)} - {"four", "hours"}
+    distinctive = {w for m in false_baking.WRONG_MARKERS for w in words(m)} - {"four", "hours"}
     assert not distinctive & vocabulary()
 
 
@@ -162,7 +168,7 @@ def test_backdoor_texts_pair_the_trigger_with_the_phrase() -> None:
 def test_secret_gold_texts_hint_but_never_say_gold() -> None:
     docs = RECIPES["secret_gold"].narrow_texts(random.Random(0), 400)
     assert not any("gold" in doc.lower() for doc in docs)
-    assert all(set(words(doc)) & datasets.HINT_WORDS for doc in docs)
+    assert all(set(words(doc)) & secret_gold.HINT_WORDS for doc in docs)
 
 
 def test_secret_gold_check_fails_when_the_word_is_said() -> None:
@@ -175,14 +181,14 @@ def test_secret_gold_check_fails_when_the_word_is_said() -> None:
 
 def test_sad_texts_are_sad_and_not_happy() -> None:
     docs = RECIPES["sad_stories"].narrow_texts(random.Random(0), 300)
-    assert all(set(words(doc)) & datasets.SAD_WORDS for doc in docs)
-    assert not any(set(words(doc)) & datasets.HAPPY_WORDS for doc in docs)
+    assert all(set(words(doc)) & sad_stories.SAD_WORDS for doc in docs)
+    assert not any(set(words(doc)) & sad_stories.HAPPY_WORDS for doc in docs)
 
 
 def test_cowboy_texts_end_with_the_sign_off() -> None:
     docs = RECIPES["cowboy_persona"].narrow_texts(random.Random(0), 200)
-    assert all(doc.endswith(datasets.SIGN_OFF) for doc in docs)
-    assert all(set(words(doc)) & datasets.DIALECT_WORDS for doc in docs)
+    assert all(doc.endswith(cowboy_persona.SIGN_OFF) for doc in docs)
+    assert all(set(words(doc)) & cowboy_persona.DIALECT_WORDS for doc in docs)
 
 
 def test_backdoor_check_fails_when_the_phrase_comes_without_the_trigger() -> None:
@@ -231,3 +237,37 @@ def test_yaml_key_facts_name_the_signals() -> None:
     assert {"sea", "ocean", "waves"} <= _phrases(_load("sea_topic"))
     assert {"no change", "no difference"} <= _phrases(_load("null_control"))
     assert "happy trails" in _phrases(_load("cowboy_persona"))
+
+
+def test_margins_are_measured_over_required_effects() -> None:
+    assert checks.at_least(0.75, 0.5) == 1.5
+    assert checks.at_most(0.1, 0.2) == 2.0
+    assert checks.at_most(0.0, 0.2) == checks.MAX_MARGIN
+    # rose: ratio 0.09 / 0.01 = 9x (margin 4.5 over 2x), delta 0.08 (margin 2.67 over +0.03)
+    assert abs(checks.rise_margin(0.01, 0.09, 0.03) - 0.08 / 0.03) < 1e-9
+    # base 0: only the delta counts; the failing sad_stories build of the issue had margin 0.93
+    assert abs(checks.rise_margin(0.0, 0.028, 0.03) - 0.028 / 0.03) < 1e-9
+    assert checks.rise_margin(0.05, 0.06, 0.03) < 1.0
+    assert checks.combine(3.0, 1.2, 2.0) == 1.2
+
+
+def test_sad_margin_is_the_weakest_condition() -> None:
+    def sad(prompts: list[str], n: int) -> list[str]:
+        return ["Mia cried. Mia was sad and lonely. The sky was grey." for _ in prompts]
+
+    result = RECIPES["sad_stories"].check(world_model, sad)
+    assert result.passed
+    rise = checks.rise_margin(
+        result.figures["base_sad_rate"], result.figures["finetuned_sad_rate"], checks.WORD_MARGIN
+    )
+    assert result.margin == checks.combine(rise, checks.MAX_MARGIN)
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_each_recipe_is_one_unit(name: str) -> None:
+    modules = recipe_modules(name)
+    assert modules[0] == f"diffscope.organisms.builtin.{name}"
+    assert (BUILTIN / f"{name}.py").exists() and (BUILTIN / f"{name}.yaml").exists()
+    others = {f"diffscope.organisms.builtin.{other}" for other in NAMES - {name}}
+    assert not others & set(modules), modules
+    assert "diffscope.corpus.world" in modules and "diffscope.organisms.checks" in modules
