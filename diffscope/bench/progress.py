@@ -1,8 +1,11 @@
-"""A job-count progress bar (rich, on stderr) that can also be switched off entirely."""
+"""The benchmark's job counter: `diffscope.progress` counting jobs (a bar in a terminal, plain
+periodic lines in a log), or nothing at all when switched off."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from diffscope.progress import progress
 
 
 class JobProgress:
@@ -17,28 +20,11 @@ class JobProgress:
         self.label = label
         self.done = done
         self._bar: Any = None
-        self._task: Any = None
 
     def __enter__(self) -> JobProgress:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, completed=self.done)
+            self._bar = progress(self.total, self.label, show=True, initial=self.done)
+            self._bar.__enter__()
         return self
 
     def advance(self, label: str | None = None) -> None:
@@ -47,13 +33,15 @@ class JobProgress:
         if label is not None:
             self.label = label
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=self.label)
+            self._bar.set_description(self.label)
+            self._bar.advance(1)
 
     def note(self, text: str) -> None:
         """Print a line above the bar (nothing when disabled)."""
         if self._bar is not None:
-            self._bar.console.print(text)
+            self._bar.note(text)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
-            self._bar.stop()
+            self._bar.__exit__(*exc)
+            self._bar = None

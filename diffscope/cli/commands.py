@@ -265,14 +265,15 @@ def open_pair(args: argparse.Namespace):
 
 
 def _progress_callback(label: str):
-    """A rich progress bar on stderr driven by (fraction, message) callbacks."""
-    from diffscope.organisms.training import progress_bar
+    """A progress display (`diffscope.progress`: a bar in a terminal, plain lines in a log) driven
+    by (fraction, message) callbacks; returns (context manager, callback)."""
+    from diffscope.progress import progress
 
-    bar = progress_bar(transient=True)
-    task = bar.add_task(label, total=1000, info="")
+    bar = progress(1000, label, show=True, transient=True)
 
     def update(fraction: float, message: str) -> None:
-        bar.update(task, completed=int(1000 * max(0.0, min(1.0, fraction))), info=message)
+        target = int(1000 * max(0.0, min(1.0, fraction)))
+        bar.advance(max(0, target - bar.done), info=message)
 
     return bar, update
 
@@ -413,8 +414,8 @@ def cmd_crosscoder_train(args: argparse.Namespace) -> int:
 
 def cmd_crosscoder_capabilities(args: argparse.Namespace) -> int:
     """The capability report of a pair's crosscoder (trained first unless cached)."""
+    from diffscope.diffing.crosscoder.artifact import NU_MAX
     from diffscope.diffing.crosscoder.capability import capability_report
-    from diffscope.diffing.crosscoder.pipeline import NU_MAX
 
     art = _crosscoder(args)
     report = capability_report(

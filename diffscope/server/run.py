@@ -88,9 +88,8 @@ def build_server(
     """The server of `profile`'s tools over the workspace `spec` opens (in the background)."""
     from diffscope.server.app import create_server
     from diffscope.tools.base import Budget
-    from diffscope.workspace import check_sources, investigator_view, open_workspace
+    from diffscope.workspace import investigator_view, open_workspace
 
-    check_sources(spec)  # a pair that cannot load fails here, before the server announces itself
     return create_server(
         lambda: open_workspace(spec),
         profile,
@@ -136,7 +135,13 @@ def serve(
     max_model_queries: int | None = None,
     log_level: str = "INFO",
 ) -> None:
-    """Build the server for `spec` and serve it until the client goes (stdio) or Ctrl-C (http)."""
+    """Build the server for `spec` and serve it until the client goes (stdio) or Ctrl-C (http).
+
+    A pair that cannot load (an unbuilt zoo entry, a missing path, a folder without a model) is a
+    ValueError here, before the server announces itself."""
+    from diffscope.workspace import check_sources
+
+    check_sources(spec)
     server = build_server(
         spec,
         profile,
