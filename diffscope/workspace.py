@@ -97,6 +97,23 @@ class PairSpec(BaseModel):
         return args
 
 
+def spec_from_args(args: Any) -> PairSpec:
+    """The `PairSpec` parsed options describe (ORGANISM or --base with --finetuned/--adapter and
+    the loading options; --windows where the command has it); ValidationError saying what to fix."""
+    return PairSpec(
+        organism=args.organism,
+        base=args.base,
+        finetuned=args.finetuned,
+        adapter=args.adapter,
+        size=args.size,
+        device=args.device,
+        dtype=args.dtype,
+        corpus=args.corpus,
+        windows=getattr(args, "windows", None),
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
 def corpus_source(spec: PairSpec, organism_corpus: str | None = None) -> str:
     """The probe corpus: the spec's, else the organism's own, else the world corpus."""
     return spec.corpus or organism_corpus or DEFAULT_CORPUS

@@ -328,4 +328,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             return 2
         raise
-

@@ -241,20 +241,9 @@ def add_pair_args(parser: argparse.ArgumentParser) -> None:
 def pair_spec(args: argparse.Namespace):
     """The `workspace.PairSpec` of ORGANISM or --base/--finetuned/--adapter and the loading options
     (with --windows when the command has it); ValueError saying what to fix."""
-    from diffscope.workspace import PairSpec
+    from diffscope.workspace import spec_from_args
 
-    return PairSpec(
-        organism=args.organism,
-        base=args.base,
-        finetuned=args.finetuned,
-        adapter=args.adapter,
-        size=args.size,
-        device=args.device,
-        dtype=args.dtype,
-        corpus=args.corpus,
-        windows=getattr(args, "windows", None),
-        trust_remote_code=args.trust_remote_code,
-    )
+    return spec_from_args(args)
 
 
 def open_pair(args: argparse.Namespace):
@@ -267,9 +256,9 @@ def open_pair(args: argparse.Namespace):
 def _progress_callback(label: str):
     """A progress display (`diffscope.progress`: a bar in a terminal, plain lines in a log) driven
     by (fraction, message) callbacks; returns (context manager, callback)."""
-    from diffscope.progress import progress
+    from diffscope.progress import Progress, progress
 
-    bar = progress(1000, label, show=True, transient=True)
+    bar: Progress[int] = progress(1000, label, show=True, transient=True)
 
     def update(fraction: float, message: str) -> None:
         target = int(1000 * max(0.0, min(1.0, fraction)))
@@ -426,5 +415,3 @@ def cmd_crosscoder_capabilities(args: argparse.Namespace) -> int:
     else:
         print(report.table())
     return 0
-
-

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import random
 import warnings
-from typing import Literal
+from collections.abc import Sized
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diffscope import progress as pg
 from diffscope.models.batching import Inputs, batches, token_rows
-from diffscope.models.pair import ModelPair
+from diffscope.models.pair import ModelPair, Which
 
 
 class TokenStat(BaseModel):
@@ -86,7 +87,7 @@ class DiffMining(BaseModel):
         ties broken by mean difference and then by token id."""
         if order_by not in PER_TOKEN:
             raise ValueError(f"order_by must be one of {', '.join(PER_TOKEN)}, not {order_by!r}")
-        n = min(int(self.mean_diff.shape[0]), len(pair.tokenizer))
+        n = min(int(self.mean_diff.shape[0]), len(cast(Sized, pair.tokenizer)))
         tie = self.mean_diff[:n].double()
         if order_by == "occurrence" and not promoted:
             key, tie = self.neg_occurrence[:n].double(), -tie
@@ -238,7 +239,8 @@ def mine_logit_diffs(
     neg_occurrence = torch.zeros(vocab, dtype=torch.long)
     positive = torch.zeros(vocab, dtype=torch.long)
     total = torch.zeros(vocab, dtype=torch.float64)
-    mass = {which: torch.zeros(vocab, dtype=torch.float64) for which in ("base", "finetuned")}
+    sides: tuple[Which, ...] = ("base", "finetuned")
+    mass = {which: torch.zeros(vocab, dtype=torch.float64) for which in sides}
     n_positions = 0
     sample = _Reservoir(topic_sample, seed)
     bar: pg.Progress[None] = pg.progress(len(rows), "diff mining", show=progress)

@@ -14,8 +14,12 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 from diffscope.organisms.checks import CHECK_SEED
 from diffscope.organisms.registry import all_organisms, zoo_root
@@ -93,7 +97,7 @@ def build_base(size: ZooSize, root: Path, progress: bool = True) -> StageResult:
     tmp = fresh_stage_dir(folder)
     texts = world_corpus(size.base_docs, seed=BASE_SEED)
     tokenizer = train_tokenizer(texts, size.vocab_size, tmp / "model")
-    model = new_model(size, len(tokenizer), BASE_SEED)
+    model: PreTrainedModel = new_model(size, len(tokenizer), BASE_SEED)  # type: ignore[assignment]
     docs = encode_documents(tokenizer, texts, size.n_positions)
     loss = train_lm(
         model,

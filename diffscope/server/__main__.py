@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from diffscope.server.run import TRANSPORTS, serve
-from diffscope.workspace import PairSpec
+from diffscope.workspace import spec_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,22 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="log level on stderr (default INFO)")
     return parser
-
-
-def spec_from_args(args: argparse.Namespace) -> PairSpec:
-    """The `PairSpec` the parsed options describe (ValidationError for a bad combination)."""
-    return PairSpec(
-        organism=args.organism,
-        base=args.base,
-        finetuned=args.finetuned,
-        adapter=args.adapter,
-        size=args.size,
-        device=args.device,
-        dtype=args.dtype,
-        corpus=args.corpus,
-        windows=args.windows,
-        trust_remote_code=args.trust_remote_code,
-    )
 
 
 def error_line(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, SupportsFloat
 
 from pydantic import BaseModel, Field
 
@@ -34,9 +34,9 @@ MAX_LATENT = 2**24
 Side = Literal["finetuned", "base", "shared"]
 
 
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+def _finite(value: SupportsFloat) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _finished(root: Path, layer: int | None) -> list[Path]:

@@ -3,14 +3,15 @@ on the caller's prompts or on a slice of the pair's probe corpus, with an option
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, cast
 
+import torch
 from pydantic import BaseModel, Field
 
 from diffscope.diffing import kl as engine
 from diffscope.diffing.kl import KLPosition
-from diffscope.models.batching import left_pad
+from diffscope.models.batching import Inputs, left_pad
 from diffscope.models.pair import ModelPair
 from diffscope.tools.base import Charge, Image, ToolContext
 from diffscope.tools.common import (
@@ -64,7 +65,7 @@ def _plot(pair: ModelPair, row: Sequence[int]) -> Image:
     return Image.from_figure(fig, dpi=90)
 
 
-def _cost(args: dict) -> Charge:
+def _cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=len(args["prompts"] or []))
 
 
@@ -102,7 +103,7 @@ def kl_probe(
     if prompts is not None:
         templated = use_chat(pair, chat)
         check_prompts(pair, prompts, chat=templated)
-        inputs: Sequence[str] | object = prompts
+        inputs: Inputs = prompts
     else:
         templated = False
         with engine_errors():
@@ -110,7 +111,7 @@ def kl_probe(
     with engine_errors():
         probe = engine.kl_probe(
             pair,
-            inputs,  # type: ignore[arg-type]
+            inputs,
             k=k,
             top_tokens=top_tokens,
             chat=templated,
@@ -123,7 +124,7 @@ def kl_probe(
             text = pair.format_prompt(prompts[0], templated)
             first = pair.tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
         else:
-            first = inputs[0].tolist()  # type: ignore[index]
+            first = cast(torch.Tensor, inputs)[0].tolist()  # corpus windows [N, T]
         images.append(_plot(pair, first))
         shown = min(len(first), PLOT_TOKENS)
         plotted = f"KL per token over the first {shown} tokens of sample 0"

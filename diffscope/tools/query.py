@@ -5,7 +5,8 @@ The only tool of the blackbox profile, and part of every other profile.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -51,7 +52,7 @@ def _models(model: ModelChoice) -> tuple[str, ...]:
     return ("base", "finetuned") if model == "both" else (model,)
 
 
-def _cost(args: dict) -> Charge:
+def _cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=len(args["prompts"]) * len(_models(args["model"])))
 
 

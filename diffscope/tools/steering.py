@@ -4,7 +4,8 @@ text) and `amplify` (sample from logits_ft + alpha (logits_ft - logits_base)).""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,11 +86,11 @@ def _prompts(prompts: list[str] | None) -> list[str]:
     return list(DEFAULT_PROMPTS if prompts is None else prompts)
 
 
-def _steer_cost(args: dict) -> Charge:
+def _steer_cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=2 * len(_prompts(args["prompts"])))
 
 
-def _amplify_cost(args: dict) -> Charge:
+def _amplify_cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=len(_prompts(args["prompts"])) * args["n_samples"])
 
 

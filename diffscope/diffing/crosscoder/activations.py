@@ -71,7 +71,8 @@ def _mmap_tensor(path: Path, name: str) -> torch.Tensor:
     start = 8 + header_len + begin
     size = os.path.getsize(path)
     storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    raw = torch.empty(0, dtype=torch.uint8).set_(storage)
+    # torch's stubs type UntypedStorage.from_file as returning _StorageBase | TypedStorage
+    raw = torch.empty(0, dtype=torch.uint8).set_(storage)  # type: ignore[arg-type]
     return raw[start : start + end - begin].view(_DTYPES[info["dtype"]]).view(info["shape"])
 
 

@@ -6,6 +6,7 @@ steering `Direction` in the model's own activation scale; `load_artifact` reads 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ EXEMPLAR_K = 20
 
 def _mirrored(model: Crosscoder) -> Crosscoder:
     """The same crosscoder with the two models swapped (base becomes index 1)."""
-    twin = Crosscoder(model.d_model, model.dict_size, model.loss, model.k)  # type: ignore[arg-type]
+    twin = Crosscoder(model.d_model, model.dict_size, model.loss, model.k)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["W_enc"] = state["W_enc"].flip(0)
     state["W_dec"] = state["W_dec"].flip(1)
@@ -57,7 +58,7 @@ class _Swapped:
     def __len__(self) -> int:
         return len(self.acts)
 
-    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+    def batch(self, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
         return self.acts.batch(indices).flip(1)
 
 
@@ -107,8 +108,8 @@ class CrosscoderArtifact:
         self.tokenizer = tokenizer
         self.classes: LatentClasses = latent_classes(model)
         self.metrics = CrosscoderMetrics(
-            fve=tuple(analysis["fve"]),  # type: ignore[arg-type]
-            mse=tuple(analysis["mse"]),  # type: ignore[arg-type]
+            fve=tuple(analysis["fve"]),
+            mse=tuple(analysis["mse"]),
             l0=float(analysis["l0"]),
             dead_fraction=float(analysis["dead_fraction"]),
             rows=int(analysis["rows"]),

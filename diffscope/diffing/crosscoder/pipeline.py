@@ -108,7 +108,7 @@ def crosscoder_config(
     return CrosscoderConfig(
         d_model=d_model,
         dict_size=dict_size,
-        loss=loss,  # type: ignore[arg-type]
+        loss=loss,
         k=k,
         l1_coeff=1.5 if l1_coeff is None else l1_coeff,
         lr=lr or 1e-3,
