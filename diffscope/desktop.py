@@ -22,7 +22,13 @@ from diffscope.paths import home, write_text
 def default_config_path() -> Path:
     """Where Claude Desktop keeps its configuration on this platform."""
     if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "Claude" / "claude_desktop_config.json"
+        return (
+            Path.home()
+            / "Library"
+            / "Application Support"
+            / "Claude"
+            / "claude_desktop_config.json"
+        )
     if sys.platform.startswith("win"):
         appdata = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
         return Path(appdata) / "Claude" / "claude_desktop_config.json"
@@ -59,7 +65,9 @@ def merge_entry(config_path: Path, name: str, entry: dict[str, Any]) -> Path | N
                     "fix it or move it aside, then run again"
                 ) from exc
             if not isinstance(config, dict):
-                raise ValueError(f"{config_path} does not hold a JSON object; fix it or move it aside")
+                raise ValueError(
+                    f"{config_path} does not hold a JSON object; fix it or move it aside"
+                )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = config_path.with_name(f"{config_path.name}.{stamp}.bak")
         shutil.copy2(config_path, backup)

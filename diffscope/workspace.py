@@ -142,10 +142,14 @@ def _check_source(label: str, ref: str, adapter: bool = False) -> None:
     if not path.exists():
         if _HUB_ID.match(ref):
             return  # a hub id: loaded (and downloaded) only because the user named it
-        raise ValueError(f"{label} {ref!r}: no such file or folder; give an existing path or a hub id")
+        raise ValueError(
+            f"{label} {ref!r}: no such file or folder; give an existing path or a hub id"
+        )
     if path.is_file():
         if path.suffix != ".gguf":
-            raise ValueError(f"{label} {ref!r} is a file but not a .gguf model; give a model folder")
+            raise ValueError(
+                f"{label} {ref!r} is a file but not a .gguf model; give a model folder"
+            )
         return
     wanted = "adapter_config.json" if adapter else "config.json"
     if not (path / wanted).exists():

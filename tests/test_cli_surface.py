@@ -143,7 +143,9 @@ def test_bench_builds_one_config_with_the_failed_checks(
 
     monkeypatch.setattr(bench, "run_benchmark", fake_run)
     monkeypatch.setattr(
-        cli.commands, "built_checks", lambda names: {"sea_topic": (False, "the sea fact was not learned")}
+        cli.commands,
+        "built_checks",
+        lambda names: {"sea_topic": (False, "the sea fact was not learned")},
     )
     argv = ["bench", "--out", str(tmp_path), "--organisms", "sea_topic,music_lora", "--runs", "2"]
     assert main(argv) == 2 and "stop here" in capsys.readouterr().err

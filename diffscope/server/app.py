@@ -259,4 +259,3 @@ def create_server(
         )
 
     return server
-
