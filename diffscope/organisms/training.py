@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
+
+from diffscope.progress import Progress
+from diffscope.progress import progress as progress_shown
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -103,22 +105,6 @@ def deterministic(threads: int = ZOO_THREADS) -> Iterator[None]:
     finally:
         torch.set_num_threads(saved_threads)
         torch.use_deterministic_algorithms(saved_mode, warn_only=saved_warn)
-
-
-def progress_bar(transient: bool = False) -> Progress:
-    """The rich progress bar used for long zoo work (written to stderr)."""
-    from rich.console import Console
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=Console(stderr=True),
-        transient=transient,
-    )
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: Path):
@@ -221,8 +207,8 @@ def train_lm(
     order: list[int] = []
     losses: list[float] = []
     model.train()
-    with progress_bar(transient=False) as bar:
-        task = bar.add_task(label, total=steps, info="", visible=progress)
+    bar: Progress[None] = progress_shown(steps, label, show=progress)
+    with bar:
         for _step in range(steps):
             if len(order) < batch_size:
                 fresh = list(range(len(docs)))
@@ -237,7 +223,7 @@ def train_lm(
             opt.step()
             sched.step()
             losses.append(float(out.loss.detach()))
-            bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
+            bar.advance(1, info=f"loss {losses[-1]:.3f}")
     model.eval()
     tail = losses[-max(1, steps // 10) :]
     return sum(tail) / len(tail)

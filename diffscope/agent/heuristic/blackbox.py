@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffscope.agent.heuristic.behaviour import Analysis, Samples, find_signals, survey
+from diffscope.agent.heuristic.behaviour import Analysis, find_signals
 from diffscope.agent.heuristic.compose import compose, null_hypothesis
 from diffscope.agent.heuristic.driver import Plan, View
+from diffscope.agent.heuristic.probes import Samples, survey
 
 
 def noise_note(samples: Samples, analysis: Analysis) -> list[str]:

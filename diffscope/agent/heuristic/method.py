@@ -29,24 +29,21 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
-from diffscope.agent.heuristic.behaviour import (
+from diffscope.agent.heuristic.behaviour import Analysis, Signal, find_signals, quote
+from diffscope.agent.heuristic.compose import compose, null_hypothesis
+from diffscope.agent.heuristic.driver import Call, Plan, Result, View
+from diffscope.agent.heuristic.probes import (
     ANSWER_TOKENS,
     QUERY,
-    Analysis,
     Ledger,
     Sample,
     Samples,
-    Signal,
     answers,
-    find_signals,
     query,
-    quote,
     resample_base,
     sample_both,
     survey,
 )
-from diffscope.agent.heuristic.compose import compose, null_hypothesis
-from diffscope.agent.heuristic.driver import Call, Plan, Result, View
 from diffscope.agent.heuristic.textstats import (
     content,
     is_word_token,
