@@ -25,11 +25,16 @@ def diffscope_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def micro_zoo(diffscope_home: Path):
-    """The whole micro zoo (base, every toy organism, perturbations): built once, then cached."""
+def micro_zoo(diffscope_home: Path, request: pytest.FixtureRequest):
+    """The whole micro zoo (base, every toy organism, perturbations): built once, then cached.
+
+    Its training progress goes past pytest's capture to the terminal (plain periodic lines in a
+    log), so a first run is not silent for the minutes the build takes."""
     from diffscope.organisms.zoo import build_zoo
 
-    results = build_zoo("micro", progress=False)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        results = build_zoo("micro", progress=True)
     return {r.name: r for r in results}
 
 
