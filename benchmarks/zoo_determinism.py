@@ -135,9 +135,15 @@ def report(size: str, builds: list[dict], rows: dict[str, dict], target: float) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="micro")
-    parser.add_argument("--threads", default="1,2")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument(
+        "--sizes", default="micro", help="comma-separated zoo sizes to build (default: micro)"
+    )
+    parser.add_argument(
+        "--threads",
+        default="1,2",
+        help="comma-separated caller thread counts, one build each (default: 1,2)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
