@@ -102,8 +102,11 @@ def load_zoo_tokenizer(root: Path):
 
 
 def load_zoo_model(path: Path):
+    """A built zoo model in float32, in eval mode (without transformers' per-load progress bar)."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
