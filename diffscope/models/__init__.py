@@ -2,8 +2,9 @@
 
 Two transformers deprecation notices that fire on every generation or save of the models this
 package drives (the `past_key_values` argument transformers passes to itself, and
-`is_gradient_checkpointing` read by its own save code) are silenced here, by exact message, so
-a user-facing run stays readable; every other warning still shows.
+`is_gradient_checkpointing` read by its own save code), and its notice that a GPT-2 config names no
+loss type (it then uses the causal-LM loss, the one the zoo trains with), are silenced here, by
+exact message, so a user-facing run stays readable; every other warning still shows.
 """
 
 import logging
@@ -28,6 +29,15 @@ def _not_cache_deprecation(record: logging.LogRecord) -> bool:
 
 # the same notice, also logged once per process by transformers' own generation code
 logging.getLogger("transformers.utils.generic").addFilter(_not_cache_deprecation)
+
+
+def _not_default_loss_notice(record: logging.LogRecord) -> bool:
+    return (
+        "`loss_type=None` was set in the config but it is unrecognized" not in record.getMessage()
+    )
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_not_default_loss_notice)
 
 __all__ = [
     "FAMILIES",

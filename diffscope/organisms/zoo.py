@@ -256,8 +256,13 @@ def build_zoo(
     limits it to some organisms (the base is always built). Each finished stage is kept, so an
     interrupted build resumes where it stopped. Every result carries `passed`, `margin`,
     `figures` and `reason`."""
+    from transformers.utils import logging as hf_logging
+
+    import diffscope.models  # noqa: F401  (its filters silence transformers' per-model notices)
     from diffscope.organisms.perturb import build_perturbation
 
+    # the zoo shows its own progress; transformers' bar for every shard it writes is only noise
+    hf_logging.disable_progress_bar()
     if isinstance(size, ZooSize):
         spec = size
     elif size in SIZES:
