@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,37 @@ class ReportConfig(BaseModel):
     kl_positions: int = Field(12, ge=1, le=100)
     promoted: int = Field(30, ge=1, le=200)
     lens_tokens: int = Field(12, ge=1, le=50)
+    # the summary (diffscope.diffing.report_summary)
+    summary_words: int = Field(10, ge=1, le=50, description="whole words listed")
+    summary_candidates: int = Field(
+        120, ge=1, le=1000, description="tokens by mass shift turned into whole words"
+    )
+    summary_contexts: int = Field(3, ge=0, le=12, description="high-KL contexts listed")
+    summary_clusters: int = Field(3, ge=0, le=12, description="neuron clusters listed")
+    evidence_windows: int = Field(
+        256, ge=1, description="probe windows indexed to merge word pieces into whole words"
+    )
+    common_word_share: float = Field(
+        0.3, gt=0, le=1, description="words in more of the evidence windows are function words"
+    )
+    min_mass_shift: float = Field(0.05, ge=0, description="smallest mass shift a word may have")
+    amplify_prompts: int = Field(2, ge=0, le=8, description="amplified samples (0: none)")
+    amplify_tokens: int = Field(24, ge=1, le=64, description="tokens per amplified sample")
+    amplify_alpha: float = Field(
+        1.0, ge=0, le=20, description="alpha of the samples (1 exaggerates without derailing)"
+    )
+    amplify_temperature: float = Field(0.7, ge=0, le=2)
+    prompt_tokens: int = Field(8, ge=1, le=32, description="tokens of each sample's prompt")
+    context_tokens: int = Field(
+        6, ge=1, le=32, description="tokens of each model's continuation of a top KL context"
+    )
+    seed: int = 0
+    noise_kl: float = Field(
+        1e-4, ge=0, description="per-token KL (nats) at or below which nothing changed"
+    )
+    noise_logit: float = Field(
+        1e-3, ge=0, description="mean logit difference at or below which nothing changed"
+    )
 
 
 def _png(fig) -> str:
@@ -104,6 +136,7 @@ def build_report(
     """Compute the report's content (JSON-friendly) and its plots (base64 PNG by name)."""
     from diffscope.diffing.kl import kl_per_token, kl_probe
     from diffscope.diffing.lens import logit_lens
+    from diffscope.diffing.report_summary import build_summary
 
     cfg = config or ReportConfig()
     pair = artifacts.pair
@@ -149,8 +182,7 @@ def build_report(
         for pos in range(diff.shape[0])
         if torch.isfinite(diff[pos]).all()
     ]
-    report = {
-        "format_version": 1,
+    report: dict[str, Any] = {
         "pair": {
             "name": pair.name,
             "fingerprint": pair.fingerprint(),
@@ -172,10 +204,17 @@ def build_report(
         "clusters": clusters,
         "kl": kl.model_dump(),
         "promoted_tokens": [t.model_dump() for t in mining.promoted[: cfg.promoted]],
+        "promoted_by_mass_shift": [
+            t.model_dump() for t in mining.ranked(pair, "mass_shift", cfg.promoted)
+        ],
         "demoted_tokens": [t.model_dump() for t in mining.demoted[: cfg.promoted]],
         "topics": [t.model_dump() for t in mining.topics],
         "difference_lens": {"layer": layer, "positions": lens},
     }
+    say(0.9, "summary")
+    max_gap = float(profile.metrics["total"]["rms"].max())
+    summary = build_summary(pair, artifacts.windows(), kl, mining, clusters, max_gap, cfg)
+    report = {"format_version": 2, "summary": summary.model_dump(), **report}
     plots = _plots(report, profile, kl_values.reshape(-1))
     report["seconds"] = round(time.time() - start, 1)
     say(1.0, "done")
@@ -192,8 +231,37 @@ def _marked(text: str) -> str:
     return html.escape(text).replace("[[", "<mark>").replace("]]", "</mark>")
 
 
+HOW_TO_READ = {
+    "gaps": "How to read: each box is one layer's neurons; a neuron high above its box fires "
+    "differently in the fine-tune (normalised RMS gap, 0 = unchanged). The table gives the top "
+    "neurons with the texts where the gap peaks (marked token): shared themes there are clues.",
+    "clusters": "How to read: neurons whose gaps rise and fall together form a cluster; its label "
+    "and shared tokens are the tokens where its members peak. A cluster labelled with words of "
+    "one theme points to what changed; clusters of punctuation or pieces are usually noise.",
+    "kl": "How to read: KL(ft || base) in nats says how differently the two models predict the "
+    "next token (0 = the same). Spikes in the plot are the positions listed below: read the "
+    "context and the tokens the fine-tune raised to see what it expects instead.",
+    "promoted": "How to read: the first table ranks tokens by how much more the fine-tune "
+    "predicts them over the whole corpus (mass shift, ×: how many times as often); it surfaces "
+    "topic words. The plot and second table rank by how often a token is among a position's "
+    "largest logit increases, which favours common words and word pieces.",
+    "topics": "How to read: each topic is a group of tokens the fine-tune raises together at "
+    "the same positions (NMF); a topic made of words of one theme is a strong clue.",
+    "lens": "How to read: the mean activation difference (fine-tune minus base) at early "
+    "positions, read through the unembedding: + tokens are what the difference pushes towards, "
+    "− tokens what it pushes away from. Mostly useful for strong, narrow fine-tunes.",
+}
+
+
+def _how(section: str) -> str:
+    return f'<p class="how">{html.escape(HOW_TO_READ[section])}</p>'
+
+
 def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
-    """A self-contained page: inline CSS, plots as data-URI PNGs, tables of the findings."""
+    """A self-contained page: inline CSS, the summary first, plots as data-URI PNGs, tables of
+    the findings, and one line under each heading on how to read it."""
+    from diffscope.diffing.report_summary import render_summary
+
     esc = html.escape
     img = {k: f'<img alt="{k}" src="data:image/png;base64,{v}">' for k, v in plots.items()}
     neurons = _table(
@@ -247,6 +315,17 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
         ],
         ["token", "top-K occurrence", "frac. positive", "mean logit diff"],
     )
+    by_mass = _table(
+        [
+            [
+                esc(repr(t["token"])),
+                f"{t['mass_shift']:+.2f} (×{math.exp(t['mass_shift']):.1f})",
+                f"{t['mean_diff']:+.2f}",
+            ]
+            for t in report["promoted_by_mass_shift"]
+        ],
+        ["token", "mass shift", "mean logit diff"],
+    )
     topics = "".join(
         f"<li>topic {t['index']} (weight {t['weight']:.2f}): "
         f"{esc(', '.join(x['token'] for x in t['tokens'][:10]))}</li>"
@@ -263,18 +342,25 @@ def render_html(report: dict[str, Any], plots: dict[str, str]) -> str:
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;font-size:13px;margin:1em 0}}td,th{{border:1px solid #ccc;
 padding:4px 6px;vertical-align:top}}th{{background:#f3f3f3}}mark{{background:#ffe08a}}
-img{{max-width:100%;margin:0.5em 0}}h2{{border-bottom:1px solid #ddd;padding-bottom:4px}}</style>
+img{{max-width:100%;margin:0.5em 0}}h2{{border-bottom:1px solid #ddd;padding-bottom:4px}}
+.how{{color:#555;font-style:italic;font-size:14px}}#summary{{background:#f6f9fe;
+border:1px solid #c9d8ef;padding:0.2em 1.2em 0.6em;font-size:16px;line-height:1.45}}</style>
 </head><body>
 <h1>What did this fine-tune change?</h1>
 <p>Pair <b>{esc(pair["name"])}</b> ({esc(pair["family"])}, {pair["layers"]} layers ×
 {pair["neurons_per_layer"]} MLP neurons), fingerprint <code>{esc(pair["fingerprint"])}</code>;
 {report["profiled_tokens"]} tokens profiled. Report built in {report["seconds"]} s.</p>
-<h2>Neuron gaps</h2>{img.get("gap_per_layer", "")}{img.get("top_neurons", "")}{neurons}
-<h2>Neuron clusters</h2>{img.get("clusters", "")}{clusters}
-<h2>Per-token KL</h2><p>mean {kl["mean"]:.4f}, median {kl["median"]:.4f}, max {kl["max"]:.3f}
-over {kl["n_tokens"]} tokens.</p>{img.get("kl_per_token", "")}{kl_rows}
-<h2>Promoted tokens</h2>{img.get("promoted_tokens", "")}{promoted}<h3>NMF topics</h3><ul>{topics}</ul>
-<h2>Activation-difference lens (layer {report["difference_lens"]["layer"]})</h2><ul>{lens}</ul>
+{render_summary(report["summary"])}
+<h2>Neuron gaps</h2>{_how("gaps")}{img.get("gap_per_layer", "")}{img.get("top_neurons", "")}
+{neurons}
+<h2>Neuron clusters</h2>{_how("clusters")}{img.get("clusters", "")}{clusters}
+<h2>Per-token KL</h2>{_how("kl")}<p>mean {kl["mean"]:.4f}, median {kl["median"]:.4f}, max
+{kl["max"]:.3f} over {kl["n_tokens"]} tokens.</p>{img.get("kl_per_token", "")}{kl_rows}
+<h2>Promoted tokens</h2>{_how("promoted")}<h3>By mass shift</h3>{by_mass}
+<h3>By top-K occurrence</h3>{img.get("promoted_tokens", "")}{promoted}
+<h3>NMF topics</h3>{_how("topics")}<ul>{topics}</ul>
+<h2>Activation-difference lens (layer {report["difference_lens"]["layer"]})</h2>{_how("lens")}
+<ul>{lens}</ul>
 </body></html>"""
 
 
