@@ -3,9 +3,11 @@
 Each combination is one job with a deterministic id (`ORGANISM__AGENT__rN`). A job runs one
 investigation (`bench.investigate.run_investigation`, over the organism's workspace), which writes
 its log to `OUT/runs/ID.json` atomically when it ends; the job then writes its grade to
-`OUT/grades/ID.json`. A call on an existing folder resumes it: jobs with a log are never run again,
-logs without a (current) grade are graded, and the temp files of writes cut short are removed, so
-even after SIGKILL every combination ends up with exactly one log and one grade. A run that fails
+`OUT/grades/ID.json`. A call on an existing folder resumes it: jobs with a readable log are never
+run again, a log that cannot be read (truncated, garbled) is set aside as
+`runs/ID.json.unreadable-TIMESTAMP` and its job run again, logs without a (current) grade are
+graded, and the temp files of writes cut short are removed, so even after SIGKILL every
+combination ends up with exactly one log and one grade. A run that fails
 still leaves a log with the reason, and is graded (its fallback hypothesis) or recorded as unscored
 with that reason. `manifest.json` holds the `BenchConfig`; a resume with other settings is refused.
 The folder is locked while a process works in it, and the tables are rewritten from the files at
@@ -14,8 +16,10 @@ the end (see `summary`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,13 @@ from diffscope.agent.budget import AgentBudget
 from diffscope.agent.log import FinalAnswer, RunLog, now_iso
 from diffscope.agent.run import Transport, build_provider
 from diffscope.bench.config import MODEL_CHOICES, BenchConfig, agent_spec
-from diffscope.bench.grading import check_grader, grade_job, needs_grade, resolve_organisms
+from diffscope.bench.grading import (
+    check_grader,
+    grade_job,
+    needs_grade,
+    read_log,
+    resolve_organisms,
+)
 from diffscope.bench.investigate import run_investigation
 from diffscope.bench.layout import (
     Job,
@@ -154,6 +164,7 @@ def run_benchmark(
         clean_temp_files(out)
         folder = grades_dir(out, config.grader, manifest.config.grader)
         jobs = plan_jobs(config.organisms, config.agents, config.runs)
+        unreadable = set_aside_unreadable_logs(out, jobs, folder)
         to_run = [job for job in jobs if not log_path(out, job).exists()]
         to_grade = [
             job
@@ -169,6 +180,11 @@ def run_benchmark(
         with JobProgress(progress, len(jobs), "benchmark", done=done) as bar:
             if done:
                 bar.note(f"resuming {out}: {done} of {len(jobs)} jobs already done")
+            for job_id, (aside, reason) in unreadable.items():
+                bar.note(
+                    f"{job_id}: its run log cannot be read ({reason}); set aside as "
+                    f"{aside.name}, running it again"
+                )
             for organism, reason in config.excluded().items():
                 bar.note(
                     f"{organism}: behavioural check failed ({reason}); it runs but is left out "
@@ -179,6 +195,28 @@ def run_benchmark(
                 bar.advance()
             _run_all(to_run, out, folder, config.grader, known, config.parallel, bar, job_options)
         return summarise(out)
+
+
+def set_aside_unreadable_logs(
+    out: Path, jobs: Sequence[Job], folder: Path
+) -> dict[str, tuple[Path, str]]:
+    """Move each job's unreadable run log (truncated, garbled, not a log) aside as
+    `runs/ID.json.unreadable-TIMESTAMP` and drop its grade, so the job runs again; returns
+    `{job id: (where the log went, why it could not be read)}`."""
+    found: dict[str, tuple[Path, str]] = {}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for job in jobs:
+        path = log_path(out, job)
+        if not path.exists():
+            continue
+        log, problem = read_log(path)
+        if log is not None:
+            continue
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+        os.replace(path, aside)
+        grade_path(folder, job).unlink(missing_ok=True)
+        found[job.id] = (aside, problem or "unknown reason")
+    return found
 
 
 def _run_and_grade(

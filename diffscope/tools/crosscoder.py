@@ -30,6 +30,7 @@ from diffscope.tools.common import (
 from diffscope.tools.registry import tool
 
 CACHE_KEY = "tools.crosscoder"
+RETRAIN = "it is retrained ahead of serving (diffscope prepare), not during a call"
 MAX_LATENT = 2**24
 Side = Literal["finetuned", "base", "shared"]
 
@@ -54,19 +55,39 @@ def find_crosscoder(ctx: ToolContext, layer: int | None = None) -> CrosscoderArt
         check_layer(pair, layer)
     arts = artifacts(ctx)
     root = artifact_root(pair, arts.root)
+    damaged = 0
     for folder in _finished(root, layer):
         cache: dict[str, CrosscoderArtifact] = ctx.cache.setdefault(CACHE_KEY, {})
         if str(folder) in cache:
             return cache[str(folder)]
-        info = json.loads((folder / ANALYSIS_JSON).read_text(encoding="utf-8"))
+        try:
+            info = json.loads((folder / ANALYSIS_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
         acts = root / str(info.get("acts", ""))
         if not acts.is_dir():
             continue
-        with engine_errors():
-            artifact = load_artifact(folder, ShardedActivations(acts), pair.tokenizer)
+        bad_acts = arts.cache.check_folder("acts", acts)
+        problem = bad_acts or arts.cache.check_folder("crosscoder", folder)
+        if problem is None:
+            try:
+                artifact = load_artifact(folder, ShardedActivations(acts), pair.tokenizer)
+            except Exception as exc:  # passes its checksums but cannot be read back
+                problem = f"it cannot be read: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            damaged += 1
+            aside = [acts, folder] if bad_acts else [folder]
+            arts.cache.reject("crosscoder", aside, problem, RETRAIN)
+            continue
         cache[str(folder)] = artifact
         return artifact
     where = "" if layer is None else f" at layer {layer}"
+    if damaged:
+        raise ToolError(
+            f"the crosscoder trained for this pair{where} was damaged on disk and has been set "
+            f"aside; {RETRAIN}. Use the neuron, KL, diff-mining, lens, steering or amplification "
+            "tools instead"
+        )
     raise ToolError(
         f"no crosscoder has been trained for this pair{where}; crosscoders are trained ahead "
         "(diffscope prepare), not during a call. Use the neuron, KL, diff-mining, lens, steering "

@@ -4,8 +4,9 @@
 artifact cache (`$DIFFSCOPE_HOME/artifacts/FINGERPRINT/crosscoder/`, keyed by layer + corpus
 config), trains a crosscoder with checkpoints (resumable), analyses it once (metrics, decoder-norm
 classes, latent scaling of the most fine-tune- and base-specific latents, exemplar rows) and
-caches everything atomically. A second call with the same arguments loads the finished artifact
-(`artifact.CrosscoderArtifact`) without training.
+caches everything atomically, sealing each finished folder with its checksums. A second call with
+the same arguments loads the finished artifact (`artifact.CrosscoderArtifact`) without training;
+a folder that fails its checksums is set aside (with a warning) and rebuilt.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffscope import progress as pg
-from diffscope.diffing.cache import ArtifactCache, pair_root
+from diffscope.diffing.cache import SEAL, ArtifactCache, pair_root
 from diffscope.diffing.crosscoder.activations import MANIFEST, ShardedActivations
 from diffscope.diffing.crosscoder.analysis import (
     evaluate,
@@ -39,7 +40,7 @@ from diffscope.diffing.crosscoder.artifact import (
     base_latent_scaling,
     load_artifact,
 )
-from diffscope.diffing.crosscoder.collect import collect_activations, default_dtype
+from diffscope.diffing.crosscoder.collect import ROWS_FILE, collect_activations, default_dtype
 from diffscope.diffing.crosscoder.model import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -193,10 +194,17 @@ def activations_for_pair(
     )
     if not resume and not (out / MANIFEST).exists() and out.exists():
         shutil.rmtree(out)
+    if (out / MANIFEST).exists() and (out / ROWS_FILE).exists():
+        problem = cache.check_folder("acts", out)
+        if problem is not None:
+            cache.reject("acts", [out], problem, "collecting the activations again")
     rows = windows() if windows is not None else probe_windows(pair, corpus)
-    return collect_activations(
+    acts = collect_activations(
         pair, rows, layer, out, shard_tokens=shard_tokens, dtype=dtype, progress=progress
     )
+    if not (out / SEAL).exists():
+        cache.seal("acts", out)
+    return acts
 
 
 def train_for_pair(
@@ -273,7 +281,13 @@ def train_for_pair(
         name=f"{loss}-L{layer}",
     )
     if (folder / ANALYSIS_JSON).exists():
-        return load_artifact(folder, acts, pair.tokenizer)
+        problem = cache.check_folder("crosscoder", folder)
+        if problem is None:
+            try:
+                return load_artifact(folder, acts, pair.tokenizer)
+            except Exception as exc:  # passes its checksums but cannot be read back
+                problem = f"it cannot be read: {type(exc).__name__}: {exc}"
+        cache.reject("crosscoder", [folder], problem, "training it again")
     if not resume and (folder / CHECKPOINT_FILE).exists():
         (folder / CHECKPOINT_FILE).unlink()
     folder.mkdir(parents=True, exist_ok=True)
@@ -312,6 +326,7 @@ def train_for_pair(
     info.update({"layer": layer, "steps": cfg.steps, "acts": acts.directory.name})
     save_tensors(folder / ANALYSIS_TENSORS, tensors)
     write_json(folder / ANALYSIS_JSON, info)
+    cache.seal("crosscoder", folder)
     if report is not None:
         report(1.0, "crosscoder ready")
     return load_artifact(folder, acts, pair.tokenizer)
