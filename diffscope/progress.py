@@ -20,11 +20,22 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TextIO, TypeVar
 
-__all__ = ["Progress", "ProgressFn", "Show", "default_interval", "progress"]
+__all__ = [
+    "Cancelled",
+    "Progress",
+    "ProgressFn",
+    "Show",
+    "cancellable",
+    "checkpoint",
+    "default_interval",
+    "progress",
+]
 
 T = TypeVar("T")
 ProgressFn = Callable[[float, str], None]
@@ -34,6 +45,33 @@ Show = bool | ProgressFn | None
 
 INTERVAL_ENV = "DIFFSCOPE_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 10.0
+
+_cancel = threading.local()
+
+
+class Cancelled(Exception):
+    """The work on this thread was cancelled (a client cancelled its request, or a job)."""
+
+
+@contextmanager
+def cancellable(event: threading.Event) -> Iterator[threading.Event]:
+    """Make the work on this thread stop at its next `checkpoint()` once `event` is set.
+
+    Long loops reach a checkpoint on every `Progress.advance` (and each generated token), so a
+    cancelled request stops within one batch instead of running to the end."""
+    previous = getattr(_cancel, "event", None)
+    _cancel.event = event
+    try:
+        yield event
+    finally:
+        _cancel.event = previous
+
+
+def checkpoint() -> None:
+    """Raise `Cancelled` if the work on this thread was cancelled (see `cancellable`)."""
+    event: threading.Event | None = getattr(_cancel, "event", None)
+    if event is not None and event.is_set():
+        raise Cancelled("cancelled")
 
 
 def default_interval() -> float:
@@ -170,7 +208,9 @@ class Progress(Generic[T]):
 
     def advance(self, n: int = 1, *, message: str | None = None, info: str | None = None) -> None:
         """Count `n` more units done. `message` replaces the callback's default message
-        (`description: done/total`); `info` is a short status shown after the bar (e.g. a loss)."""
+        (`description: done/total`); `info` is a short status shown after the bar (e.g. a loss).
+        Raises `Cancelled` when this thread's work was cancelled (see `cancellable`)."""
+        checkpoint()
         self.start()
         self.done += n
         if info is not None:

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import mcp
 from mcp.server.mcpserver import MCPServer
 
@@ -29,6 +30,8 @@ from diffscope.llm import ToolSpec
 BUDGET_URI = "diffscope://budget"
 IMAGE_NOTE = "[image omitted]"
 DEFAULT_TIMEOUT_S = 120.0
+PREPARING_MAX_WAIT_S = 900.0
+"""How long one call keeps waiting for a server that answers "preparing"."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,24 @@ class ToolSource(Protocol):
         ...
 
 
+WARNING_PREFIX = "warning: "
+
+
+def preparing_pause(structured: Any, waited_s: float) -> float | None:
+    """Seconds to wait before calling again when a tool answered the server's "preparing"
+    (its `retry_after_s`, within 0.5..30 s); None for any other answer or once `waited_s`
+    reaches PREPARING_MAX_WAIT_S (the "preparing" answer is then shown as it is)."""
+    if not isinstance(structured, dict) or structured.get("status") != "preparing":
+        return None
+    if waited_s >= PREPARING_MAX_WAIT_S:
+        return None
+    try:
+        suggested = float(structured.get("retry_after_s", 5.0))
+    except (TypeError, ValueError):
+        suggested = 5.0
+    return min(30.0, max(0.5, suggested))
+
+
 def to_json(value: Any) -> str:
     """Compact JSON, the way structured results are shown to the model."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -66,8 +87,9 @@ def to_json(value: Any) -> str:
 def result_text(result: Any) -> ToolResult:
     """Turn an MCP `CallToolResult` into a `ToolResult`.
 
-    Successful structured content is shown as compact JSON; otherwise the text blocks are joined
-    (an error's message). Each image block adds one "[image omitted]" line.
+    Successful structured content is shown as compact JSON, followed by any "warning: ..." text
+    blocks; otherwise the text blocks are joined (an error's message). Each image block adds one
+    "[image omitted]" line.
     """
     structured = result.structured_content
     texts: list[str] = []
@@ -85,6 +107,8 @@ def result_text(result: Any) -> ToolResult:
             texts.append(f"[{kind or 'content'} omitted]")
     is_error = bool(result.is_error)
     shown = [to_json(structured)] if structured is not None and not is_error else texts
+    if shown is not texts:  # the server's warning lines (a damaged cache entry rebuilt) stay
+        shown += [text for text in texts if text.startswith(WARNING_PREFIX)]
     body = "\n".join([part for part in shown if part] + [IMAGE_NOTE] * images)
     return ToolResult(
         text=body,
@@ -179,12 +203,20 @@ class ToolSession:
         return list(self._specs)
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
-        """Call a tool; a protocol error (e.g. a timeout) comes back as an error result."""
-        try:
-            result = await self.client.call_tool(name, dict(arguments))
-        except mcp.MCPError as exc:
-            return ToolResult(text=f"the call to {name} failed: {exc}", is_error=True)
-        return result_text(result)
+        """Call a tool; a protocol error (e.g. a timeout) comes back as an error result. A server
+        still preparing what the tool needs answers "preparing" (nothing charged): the call is
+        repeated after the pause it suggests, for up to PREPARING_MAX_WAIT_S."""
+        waited = 0.0
+        while True:
+            try:
+                result = await self.client.call_tool(name, dict(arguments))
+            except mcp.MCPError as exc:
+                return ToolResult(text=f"the call to {name} failed: {exc}", is_error=True)
+            pause = preparing_pause(result.structured_content, waited)
+            if pause is None:
+                return result_text(result)
+            await anyio.sleep(pause)
+            waited += pause
 
     async def budget(self) -> dict[str, Any] | None:
         """The server's `diffscope://budget` report, or None when the server has none."""

@@ -5,7 +5,8 @@ artifacts) opens in the background when the server starts, and the server's orga
 the investigator's view of the spec. `stdio_command(spec, profile)` is the command that serves the
 same spec in a subprocess (`python -m diffscope.server ...`), so in-process and stdio servers give
 the same answers. `serve(...)` builds and runs (for `diffscope serve` and `python -m
-diffscope.server`).
+diffscope.server`). Over streamable HTTP a bearer token is required and Host/Origin
+headers are checked (`diffscope.server.auth`).
 
 Logs go to stderr only: on stdio, stdout is the protocol wire (while serving, mcp also points
 file descriptor 1 at stderr, so stray prints from model code cannot corrupt it).
@@ -13,11 +14,10 @@ file descriptor 1 at stderr, so stray prints from model code cannot corrupt it).
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -50,11 +50,16 @@ def run_server(
     *,
     path: str = "/mcp",
     log_level: str = "INFO",
+    token: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    no_token: bool = False,
 ) -> None:
     """Serve until the client disconnects (stdio) or the process is interrupted (http).
 
-    The HTTP endpoint is `http://HOST:PORT/mcp` (streamable HTTP); on localhost mcp enables DNS
-    rebinding protection.
+    The HTTP endpoint is `http://HOST:PORT/mcp` (streamable HTTP). It requires a bearer token:
+    `token`, else `$DIFFSCOPE_TOKEN`, else one generated and printed on stderr; `no_token`
+    (loopback only) serves without one. Host/Origin headers are checked for loopback, or for
+    `allowed_hosts` (default: `host`) elsewhere (`diffscope.server.auth`).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
@@ -64,17 +69,61 @@ def run_server(
         log.info("serving %s over stdio", server.name)
         anyio.run(server.run_stdio_async)
         return
-    log.info("serving %s at http://%s:%d%s", server.name, host, port, path)
+    app = http_app(
+        server,
+        host,
+        port,
+        path=path,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        no_token=no_token,
+    )
     context = getattr(server, "context", None)
     if context is not None:
         context.start_loading()  # stdout is not the wire here: load before the first session
-    serve = functools.partial(
-        server.run_streamable_http_async, host=host, port=port, streamable_http_path=path
-    )
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower())
     try:
-        anyio.run(serve)
+        anyio.run(uvicorn.Server(config).serve)
     except KeyboardInterrupt:
         log.info("stopped")
+
+
+def http_app(
+    server: MCPServer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    path: str = "/mcp",
+    token: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    no_token: bool = False,
+) -> Any:
+    """The streamable HTTP app of `server` behind the bearer-token gate (see `run_server`);
+    ValueError for an unsafe combination (no token or no named host off loopback)."""
+    from diffscope.server.auth import BearerGate, check_bind, resolve_token
+
+    log = logging.getLogger("diffscope.server")
+    security = check_bind(host, port, allowed_hosts, no_token=no_token)
+    app = server.streamable_http_app(
+        streamable_http_path=path, transport_security=security, host=host
+    )
+    url = f"http://{host}:{port}{path}"
+    if no_token:
+        log.warning("serving %s at %s WITHOUT a token (loopback only)", server.name, url)
+        return app
+    secret, generated = resolve_token(token)
+    log.info("serving %s at %s (bearer token required)", server.name, url)
+    if generated:
+        # stderr, not the log level: whoever started the server needs it to connect
+        print(
+            f"diffscope: bearer token for {url}: {secret}\n"
+            f"  (send 'Authorization: Bearer {secret}'; set $DIFFSCOPE_TOKEN to choose it)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return BearerGate(app, secret)
 
 
 def build_server(
@@ -84,8 +133,13 @@ def build_server(
     max_tool_calls: int | None = None,
     max_model_queries: int | None = None,
     log_level: str = "INFO",
+    prepare_in_background: bool = True,
 ) -> DiffscopeServer:
-    """The server of `profile`'s tools over the workspace `spec` opens (in the background)."""
+    """The server of `profile`'s tools over the workspace `spec` opens (in the background).
+
+    With `prepare_in_background` (the default) it computes the artifacts its tools need from
+    the start and answers "preparing" for those not ready yet (`diffscope.server.prepare`);
+    artifacts already cached (`diffscope prepare`) are ready at once."""
     from diffscope.server.app import create_server
     from diffscope.tools.base import Budget
     from diffscope.workspace import investigator_view, open_workspace
@@ -96,6 +150,7 @@ def build_server(
         budget=Budget(tool_calls=max_tool_calls, model_queries=max_model_queries),
         organism=investigator_view(spec),
         log_level=log_level,
+        prepare_in_background=prepare_in_background,
     )
 
 
@@ -134,8 +189,14 @@ def serve(
     max_tool_calls: int | None = None,
     max_model_queries: int | None = None,
     log_level: str = "INFO",
+    prepare_in_background: bool = True,
+    allowed_hosts: Sequence[str] = (),
+    no_token: bool = False,
 ) -> None:
     """Build the server for `spec` and serve it until the client goes (stdio) or Ctrl-C (http).
+
+    Over http a bearer token is required (see `run_server`); `allowed_hosts` are the host names
+    whose Host/Origin headers are accepted off loopback.
 
     A pair that cannot load (an unbuilt zoo entry, a missing path, a folder without a model) is a
     ValueError here, before the server announces itself."""
@@ -148,5 +209,43 @@ def serve(
         max_tool_calls=max_tool_calls,
         max_model_queries=max_model_queries,
         log_level=log_level,
+        prepare_in_background=prepare_in_background,
     )
-    run_server(server, transport, host=host, port=port, log_level=log_level)
+    if transport == "http":  # an unsafe bind fails here, before anything loads
+        from diffscope.server.auth import check_bind
+
+        check_bind(host, port, allowed_hosts, no_token=no_token)
+    run_server(
+        server,
+        transport,
+        host=host,
+        port=port,
+        log_level=log_level,
+        allowed_hosts=allowed_hosts,
+        no_token=no_token,
+    )
+
+
+def add_serving_options(parser: Any) -> None:
+    """The options `diffscope serve` and `python -m diffscope.server` share beyond the pair:
+    background preparation and the HTTP sharing settings."""
+    parser.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="do not compute missing artifacts in the background at start; a tool then computes "
+        "what it needs during its call (may take longer than a client waits)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with http off loopback: a host name (or address) clients use to reach the server; "
+        "Host and Origin headers must name one of these (repeatable; default: --host)",
+    )
+    parser.add_argument(
+        "--no-token",
+        action="store_true",
+        help="with http on loopback only: serve without the bearer token (by default one is "
+        "required: $DIFFSCOPE_TOKEN, or one generated and printed at start)",
+    )

@@ -1,8 +1,9 @@
 """A test-only diffscope MCP server over stdio, serving the fake tools of `serverfakes`.
 
 Run: `python tests/server/stdio_server.py` (stdio) or `... stdio_server.py http PORT` (streamable
-HTTP on 127.0.0.1); `DIFFSCOPE_TEST_PROFILE` picks the profile and `DIFFSCOPE_TEST_TOOL_CALLS`
-caps the tool-call budget.
+HTTP on 127.0.0.1, bearer token from $DIFFSCOPE_TOKEN or generated and printed on stderr);
+`DIFFSCOPE_TEST_PROFILE` picks the profile and `DIFFSCOPE_TEST_TOOL_CALLS` caps the tool-call
+budget (of each client session).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ from typing import Any
 
 import anyio
 import httpx
+import httpx2
 import mcp
 import pytest
+from mcp.client.streamable_http import streamable_http_client
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "stdio_server.py"
@@ -56,10 +58,12 @@ def free_port() -> int:
 
 def test_streamable_http_subprocess():
     port = free_port()
+    token = "transport-test-token-0123456789"
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "http", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, "DIFFSCOPE_TOKEN": token},
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -74,7 +78,8 @@ def test_streamable_http_subprocess():
                 time.sleep(0.1)
 
         async def main() -> tuple[Any, Any]:
-            async with mcp.Client(url) as client:
+            http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+            async with mcp.Client(streamable_http_client(url, http_client=http)) as client:
                 listed = await client.list_tools()
                 return listed, await client.call_tool("echo", {"text": "over http"})
 
