@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import pytest
+from hostile import needles, squash
 from toolsupport import DEFAULT_ARGS, everything_in, live_client, loaded
 
 from diffscope.organisms.registry import get_organism
@@ -33,20 +34,6 @@ BAD_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("top_neurons", {"mode": "sideways"}),
     ("amplify", {"n_samples": 99}),
 ]
-
-
-def squash(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def needles(org: Organism) -> dict[str, str]:
-    """What must not appear (see the module docstring)."""
-    truth = org.ground_truth
-    found = {"description": squash(truth.description), "organism name": org.name.lower()}
-    found.update({f"key fact {i}": squash(f.fact) for i, f in enumerate(truth.key_facts)})
-    if org.zoo is not None:
-        found["zoo recipe"] = org.zoo.recipe.lower()
-    return found
 
 
 def dump(value: Any) -> str:
