@@ -68,6 +68,25 @@ HYPOTHESIS_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
             "description": "the observations that support the hypothesis",
         },
+        "claims": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "one short, checkable claim"},
+                    "calls": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "the ids of the tool calls whose output supports it",
+                    },
+                },
+                "required": ["text", "calls"],
+            },
+            "description": (
+                "each key claim with the ids of the tool calls (as you received them) whose "
+                "output supports it"
+            ),
+        },
         "neurons": {
             "type": "array",
             "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},

@@ -14,6 +14,11 @@ from typing import Any
 from diffscope.llm import ToolSpec
 
 QUERY_TOOL = "query_models"
+OVERVIEW_TOOL = "overview"
+OVERVIEW_HINT = (
+    f"Call `{OVERVIEW_TOOL}` first: it costs nothing and shows the top evidence of every method "
+    "already computed for this pair, so you see where to look before spending your budget."
+)
 RECORD_TOOL = "record_hypothesis"
 SUBMIT_TOOL = "submit_answer"
 LOCAL_TOOLS = (RECORD_TOOL, SUBMIT_TOOL)
@@ -43,8 +48,10 @@ ANSWER = (
     f"runs out). When you are confident, or your budget is nearly spent, call `{SUBMIT_TOOL}` "
     "once with your final answer; that ends the investigation. A hypothesis has a `description` "
     "(what the fine-tune changed, in a few specific sentences), `key_claims` (short, checkable "
-    "statements), a `confidence` between 0 and 1, `evidence` (the observations that support it) "
-    "and, only if you found specific changed neurons, `neurons` as [layer, neuron] pairs. If you "
+    "statements), `claims` (each key claim with `calls`, the ids of the tool calls whose output "
+    "supports it: cite your evidence), a `confidence` between 0 and 1, `evidence` (the "
+    "observations that support it) and, only if you found specific changed neurons, `neurons` as "
+    "[layer, neuron] pairs. If you "
     "find no difference, say so: the fine-tune may be a null control. Tool errors are answers: "
     "read the message, fix the call and go on."
 )
@@ -81,6 +88,8 @@ def system_prompt(tools: Iterable[ToolSpec], kind: str | None = None) -> str:
     tools = list(tools)
     kind = kind or infer_kind(tools)
     body = BLACKBOX if kind == "blackbox" else "\n".join([METHOD, *tool_lines(tools)])
+    if kind != "blackbox" and any(spec.name == OVERVIEW_TOOL for spec in tools):
+        body += "\n\n" + OVERVIEW_HINT
     return "\n\n".join([ROLE, body, ANSWER])
 
 

@@ -4,7 +4,9 @@ A grade file (`grades/ID.json`) holds the job's identity, the run id of the log 
 grade never outlives its log), the grader's name and the `Grade`. A run that failed with no
 hypothesis is recorded as unscored with the run's error; a failed run that left a hypothesis (one
 it recorded before failing) is graded like any other. A grader that crashes gives an unscored grade
-marked `grader_error`, which the next resume or `grade_directory` grades again.
+marked `grader_error`, which the next resume or `grade_directory` grades again. When the hypothesis
+cites its evidence (`Hypothesis.claims`), the grade's details list each claim with its tool call
+ids and whether the grade credits it (`graders.keyfacts.credited_claims`), for the per-tool table.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from diffscope.agent.log import RunLog, load_run_log
 from diffscope.bench.config import FORMAT_VERSION
 from diffscope.bench.layout import Job, grade_path, now_iso
 from diffscope.graders import Grade, get_grader, grade_sync
+from diffscope.graders.keyfacts import credited_claims
 from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import all_organisms, with_built_ground_truth
 from diffscope.organisms.schema import Organism
@@ -76,6 +79,12 @@ def grade_log(log: RunLog, organism: Organism, grader: str) -> Grade:
             **run_details,
         )
     grade.details.update(run_details)
+    if hypothesis.claims:
+        credited = credited_claims(organism, hypothesis, grade)
+        grade.details["claims"] = [
+            {"text": c.text, "calls": list(c.calls), "credited": ok}
+            for c, ok in zip(hypothesis.claims, credited, strict=True)
+        ]
     return grade
 
 

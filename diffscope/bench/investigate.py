@@ -44,7 +44,9 @@ def server_connection(
         raise ValueError("serve_args apply to the stdio transport only")
 
     def factory() -> object:  # log quietly: an in-process server shares the caller's terminal
-        return build_server(spec, profile, **limits, log_level="WARNING")
+        return build_server(
+            spec, profile, **limits, log_level="WARNING", prepare_in_background=True
+        )
 
     return ServerConnection(server=factory)
 

@@ -126,6 +126,11 @@ def markdown(summary: BenchSummary) -> str:
     notes = check_notes(summary)
     if notes:
         lines += ["## Organisms whose check failed", "", *(f"- {n}" for n in notes), ""]
+    if summary.tools:
+        lines += ["## Tools cited in claims", "", TOOLS_NOTE, ""]
+        lines += ["| " + " | ".join(TOOL_HEADER) + " |", "|" + "---|" * len(TOOL_HEADER)]
+        lines += ["| " + " | ".join(md_escape(v) for v in row) + " |" for row in tool_rows(summary)]
+        lines.append("")
     lines += [
         "## Runs",
         "",
@@ -144,6 +149,31 @@ def markdown(summary: BenchSummary) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+TOOL_HEADER = ("agent", "tool", "calls", "cited", "cited in credited claims", "credited share")
+TOOLS_NOTE = (
+    "Per tool: calls made, calls whose output a claim of the final hypothesis cites, and calls "
+    "cited in a claim the grader credited (the tool-to-agent gap), over the counted organisms."
+)
+
+
+def tool_rows(summary: BenchSummary) -> list[list[str]]:
+    """The per-tool citation table as text cells."""
+    rows = []
+    for use in summary.tools:
+        share = use.credited_share
+        rows.append(
+            [
+                use.agent,
+                use.tool,
+                str(use.calls),
+                str(use.cited),
+                str(use.credited),
+                "-" if share is None else f"{100 * share:.0f}%",
+            ]
+        )
+    return rows
 
 
 def md_escape(text: str) -> str:
@@ -281,6 +311,16 @@ def report_html(summary: BenchSummary) -> str:
     notes = "".join(f"<li>{esc(n)}</li>" for n in check_notes(summary))
     if notes:
         notes = f"<h2>Organisms whose check failed</h2><ul>{notes}</ul>\n"
+    if summary.tools:
+        head_cells = "".join(f"<th>{esc(h)}</th>" for h in TOOL_HEADER)
+        tool_body = "".join(
+            "<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+            for row in tool_rows(summary)
+        )
+        notes += (
+            f'<h2>Tools cited in claims</h2><p class="meta">{esc(TOOLS_NOTE)}</p>'
+            f"<table><tr>{head_cells}</tr>{tool_body}</table>\n"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>diffscope benchmark: {esc(config.model)}</title>

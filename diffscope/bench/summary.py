@@ -3,7 +3,9 @@
 `summarise(out)` reads the manifest, every run log and every grade, and gives per organism x agent
 the mean score with a t-based 95% confidence interval, how many runs were scored, unscored, failed
 or missing; each agent's difference from the blackbox agent per organism (Welch interval); and the
-overall means (pooled over runs) and differences (averaged over organisms, interval over organisms).
+overall means (pooled over runs) and differences (averaged over organisms, interval over organisms);
+and per agent and tool, how many calls were made, cited in a claim, and cited in a credited claim
+(`citations`, over the organisms counted in the overall numbers).
 Organisms whose behavioural check failed (the manifest's `failed_checks`) are left out of the
 overall numbers, and listed with the reason, unless the benchmark was forced to include them.
 The numbers come from `stats`; `render` turns them into `summary.md`, `report.html` and the
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from diffscope.bench.citations import ToolUse, run_tool_use, tool_table
 from diffscope.bench.config import FORMAT_VERSION, BenchConfig, Manifest
 from diffscope.bench.grading import (
     check_grader,
@@ -43,6 +46,7 @@ from diffscope.bench.layout import (
 from diffscope.bench.progress import JobProgress
 from diffscope.bench.render import markdown, report_html
 from diffscope.bench.stats import BASELINE, Estimate, diff_ci, mean_ci, mean_of_estimates
+from diffscope.bench.truth import use_folder_organisms
 from diffscope.paths import write_json, write_text
 
 # --- the summary model ----------------------------------------------------------------------
@@ -70,6 +74,8 @@ class RunRow(BaseModel):
     score: float | None = None
     reason: str | None = None
     grader: str | None = None
+    tool_use: dict[str, list[int]] = Field(default_factory=dict)
+    """tool -> [calls, cited in a claim, cited in a credited claim] (see `bench.citations`)."""
 
 
 class Cell(BaseModel):
@@ -130,6 +136,8 @@ class BenchSummary(BaseModel):
     overall: list[Overall]
     overall_differences: list[Difference]
     runs: list[RunRow]
+    tools: list[ToolUse] = Field(default_factory=list)
+    """Per agent and tool: calls, cited, cited in credited claims (the tool-to-agent gap)."""
 
     @property
     def complete(self) -> bool:
@@ -167,10 +175,13 @@ def read_row(out: Path, job: Job, folder: Path) -> RunRow:
             confidence = log.final.hypothesis.get("confidence")
             row.confidence = confidence if isinstance(confidence, int | float) else None
     record = read_grade(grade_path(folder, job))
+    grade = None
     if record is not None and (log is None or record.get("run_id") == log.run_id):
         grade = record["grade"]
         row.graded, row.scored, row.score = True, bool(grade["scored"]), grade["score"]
         row.reason, row.grader = grade["reason"], grade["grader"]
+    if log is not None:
+        row.tool_use = run_tool_use(log, grade)
     return row
 
 
@@ -273,6 +284,7 @@ def build_summary(
         overall=overall,
         overall_differences=overall_differences,
         runs=rows,
+        tools=tool_table((r.agent, r.tool_use) for r in rows if r.organism not in excluded),
     )
 
 
@@ -298,6 +310,7 @@ def grade_directory(out: Path, grader: str | None = None, progress: bool = True)
     manifest = read_manifest(out)
     config = manifest.config
     name = normalize_grader(grader) if grader else config.grader
+    use_folder_organisms(out)  # the user's own pairs (--truth) the folder keeps
     organisms = resolve_organisms(config.organisms)
     check_grader(name, organisms)
     folder = grades_dir(out, name, config.grader)

@@ -13,7 +13,7 @@ been built, so `with_built_ground_truth` finds no record) the grade is unscored.
 
 `PerturbationKeyFactGrader` is what perturbation organisms get offline: 0.75 * the neuron score +
 0.25 * the key-fact score when the neuron grade is scored, else the key-fact grade alone (with the
-reason saying why).
+reason saying why); a shotgun answer (see `diffscope.graders.shotgun`) gets at most 2 either way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import re
 
 from diffscope.graders.base import Grade, SyncGradeMixin
 from diffscope.graders.keyfacts import KeyFactGrader
+from diffscope.graders.shotgun import SHOTGUN_CAP
 from diffscope.graders.text import strip_grader_text
 from diffscope.llm import Hypothesis
 from diffscope.organisms.registry import with_built_ground_truth
@@ -147,4 +148,7 @@ class PerturbationKeyFactGrader(SyncGradeMixin):
             return Grade.of(neuron.score, neuron.reason, self.name, **details)
         score = NEURON_WEIGHT * neuron.score + (1 - NEURON_WEIGHT) * facts.score
         reason = f"neurons {neuron.score:.2f} ({neuron.reason}); key facts {facts.score:.2f}"
+        if facts.details.get("shotgun") and score > SHOTGUN_CAP:
+            score = SHOTGUN_CAP
+            reason += "; a shotgun answer (many unrelated candidates), so at most 2"
         return Grade.of(score, reason, self.name, **details)

@@ -10,6 +10,9 @@ negated list stays negated), or right after it ("gold is absent", "songs do not 
 contrastive "salt, not sugar" does not negate "salt").
 Negators inside a phrase the ground truth itself lists (e.g. "never says", "no change") are part
 of that phrase, not negations of what follows.
+With `gap` > 0 a phrase of two or more words that holds no negator also matches with up to `gap`
+other words between its words ("salt instead of sugar" in "salt in cakes instead of sugar", "happy
+endings disappear" in "happy endings mostly disappear"), so the exact phrase is not required.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 NEG_WINDOW = 5
 
@@ -147,6 +151,7 @@ def _derivation(w: str) -> str:
     return w
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A small, deterministic stemmer for matching simple word forms.
 
@@ -213,6 +218,23 @@ def clauses(text: str) -> list[Clause]:
     return out
 
 
+def _loose_end(clause: Clause, start: int, stems: tuple[str, ...], gap: int) -> int | None:
+    """Where `stems` ends when matched from `start` with at most `gap` words between its words
+    (no negator among the skipped words); None when it does not match."""
+    at = start
+    for want in stems[1:]:
+        for step in range(1, gap + 2):
+            j = at + step
+            if j >= len(clause.stems) or is_negator(clause.raw[j]):
+                return None
+            if clause.stems[j] == want:
+                at = j
+                break
+        else:
+            return None
+    return at + 1
+
+
 @dataclass(frozen=True)
 class Occurrence:
     """Where a phrase occurs: clause index, token span, and whether it is negated there."""
@@ -233,8 +255,9 @@ class MatchText:
     negates words inside it ("no trigger" does not affirm "trigger").
     """
 
-    def __init__(self, text: str, shielding: Iterable[str] = ()) -> None:
+    def __init__(self, text: str, shielding: Iterable[str] = (), gap: int = 0) -> None:
         self.text = text
+        self.gap = max(0, gap)
         self.clauses = clauses(text)
         self._shield_end: dict[tuple[int, int], int] = {}
         for phrase in shielding:
@@ -246,7 +269,7 @@ class MatchText:
                     key = (ci, i)
                     self._shield_end[key] = max(self._shield_end.get(key, 0), end)
 
-    def _spans(self, stems: tuple[str, ...]) -> Iterable[tuple[int, int, int]]:
+    def _spans(self, stems: tuple[str, ...], gap: int = 0) -> Iterable[tuple[int, int, int]]:
         if not stems:
             return
         n = len(stems)
@@ -254,6 +277,10 @@ class MatchText:
             for i in range(len(clause.stems) - n + 1):
                 if tuple(clause.stems[i : i + n]) == stems:
                     yield ci, i, i + n
+                elif gap and n > 1 and clause.stems[i] == stems[0]:
+                    end = _loose_end(clause, i, stems, gap)
+                    if end is not None:
+                        yield ci, i, end
 
     def _negated(self, ci: int, start: int, end: int) -> bool:
         raw = self.clauses[ci].raw
@@ -276,10 +303,14 @@ class MatchText:
         return len(after) == 2 and after[0] in AUX and after[1] in POST_AUX_NEGATORS
 
     def occurrences(self, phrase: str) -> list[Occurrence]:
-        """Every occurrence of a phrase (stemmed, whole words), each marked negated or not."""
+        """Every occurrence of a phrase (stemmed, whole words), each marked negated or not.
+
+        A phrase without negators of two or more words may have up to `gap` words inside it.
+        """
+        gap = 0 if any(is_negator(t) for t in tokenize(phrase)) else self.gap
         return [
             Occurrence(phrase, ci, s, e, self._negated(ci, s, e))
-            for ci, s, e in self._spans(phrase_stems(phrase))
+            for ci, s, e in self._spans(phrase_stems(phrase), gap)
         ]
 
     def affirms(self, phrase: str) -> bool:

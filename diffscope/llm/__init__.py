@@ -22,7 +22,7 @@ from diffscope.llm.base import (
     Usage,
     is_retryable,
 )
-from diffscope.llm.hypothesis import Hypothesis
+from diffscope.llm.hypothesis import Claim, Hypothesis
 from diffscope.llm.registry import (
     PROVIDERS,
     ProviderConfig,
@@ -43,6 +43,7 @@ from diffscope.llm.scripted import (
 __all__ = [
     "PROVIDERS",
     "AnthropicProvider",
+    "Claim",
     "Completion",
     "Hypothesis",
     "Message",

@@ -40,6 +40,14 @@ class GroundTruth(BaseModel):
     neurons: list[tuple[int, int]] = Field(
         default_factory=list, description="(layer, neuron) pairs edited, for perturbation organisms"
     )
+    synonyms: list[list[str]] = Field(
+        default_factory=list,
+        description=(
+            "groups of interchangeable words or phrases (e.g. [instead of, rather than]); the "
+            "key-fact grader also accepts a key-fact phrase with one word of a group replaced by "
+            "another of the same group"
+        ),
+    )
 
 
 class ZooRecipe(BaseModel):

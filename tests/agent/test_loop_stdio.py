@@ -187,6 +187,8 @@ def test_stdio_command_and_profiles() -> None:
         "cpu",
         "--dtype",
         "float32",
+        "--backend",
+        "hooks",
         "--profile",
         "method",
     ]

@@ -1,5 +1,6 @@
-"""Loading and grading the held-out hypothesis set in data/heldout_keyfacts.yaml (run it to print
-per-type accuracy: `python tests/graders/graders_heldout.py`)."""
+"""Loading and grading the held-out hypothesis sets in data/ (heldout_keyfacts.yaml, and the rule
+cases of heldout_rules.yaml: shotgun, synonym, null-statement, injection); run it to print per-type
+accuracy: `python tests/graders/graders_heldout.py`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from diffscope.organisms.registry import get_organism
 from diffscope.organisms.schema import Organism
 
 DATA = Path(__file__).parent / "data" / "heldout_keyfacts.yaml"
+RULES = Path(__file__).parent / "data" / "heldout_rules.yaml"
 
 
 @dataclass
@@ -55,13 +57,17 @@ def hypothesis_for(case: dict[str, Any]) -> Hypothesis:
     if "neurons_grid" in case:
         layers, count = case["neurons_grid"]
         neurons = [(layer, n) for layer in range(layers) for n in range(count)]
-    return Hypothesis(description=case["text"], neurons=neurons)
+    return Hypothesis(description=case["text"], neurons=neurons, claims=case.get("claims", []))
 
 
-def grade_heldout() -> list[Result]:
-    data = yaml.safe_load(DATA.read_text())
+def grade_heldout(files: tuple[Path, ...] = (DATA,)) -> list[Result]:
     results = []
-    for rtype, section in data.items():
+    sections = [
+        (rtype, section)
+        for path in files
+        for rtype, section in yaml.safe_load(path.read_text()).items()
+    ]
+    for rtype, section in sections:
         for case in section["cases"]:
             org = organism_for(section, case)
             grade = get_grader(None, org).grade_sync(org, hypothesis_for(case))
@@ -89,7 +95,7 @@ def accuracy_by_type(results: list[Result]) -> dict[str, tuple[int, int]]:
 
 
 if __name__ == "__main__":
-    found = grade_heldout()
+    found = grade_heldout((DATA, RULES))
     for r in found:
         if not r.ok:
             print(f"MISS {r.type:20} {r.kind:9} {r.score} not in [{r.low}, {r.high}]: {r.text!r}")

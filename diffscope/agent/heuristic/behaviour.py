@@ -55,6 +55,7 @@ class Signal:
     claims: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     terms: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # run-log ids of the calls it was read from
 
 
 def pct(x: float) -> str:
@@ -169,6 +170,7 @@ def word_signals(
                     for w in top[:5]
                 ],
                 terms=top,
+                calls=samples.call_ids([x for w in top for x in using(items, w)]),
             )
         )
     return found, rising
@@ -202,6 +204,7 @@ def phrase_signal(samples: Samples, items: Sequence[Sample], limit: float) -> Si
         evidence=[f"phrase {s.text!r}: fine-tune {s.ft}/{n}, base 0/{2 * n}" for s in found[:3]]
         + [f"from {samples.refs(with_it[:4])}"],
         terms=[s.text for s in found[:3]],
+        calls=samples.call_ids(with_it),
     )
 
 
@@ -307,6 +310,9 @@ def find_signals(samples: Samples, kinds: Sequence[str] = ("story", "chat")) -> 
     vanished = vanished_signal(main, limits["vanished"])
     if vanished is not None:
         signals.append(vanished)
+    everything = samples.call_ids(items)
+    for signal in signals:  # tone and vanished words are read from every sample
+        signal.calls = signal.calls or list(everything)
     signals.sort(key=lambda s: (-s.strength, s.kind))
     return Analysis(
         main=main, noise=noise, thresholds=limits, signals=signals, rising=rising, n=len(items)

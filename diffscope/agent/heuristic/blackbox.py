@@ -46,6 +46,7 @@ def hypothesis(samples: Samples, analysis: Analysis) -> dict[str, Any]:
             "word, phrase and tone statistics",
             "two samples of the base model differ from each other",
             evidence,
+            calls=samples.ledger.all_ids(),
         )
     return compose(strong, extra_evidence=noise_note(samples, analysis))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from diffscope.llm.base import (
@@ -43,11 +43,16 @@ class Call:
 
 @dataclass(frozen=True)
 class Result:
-    """The answer to one `Call`: the parsed structured result, or an error message."""
+    """The answer to one `Call`: the parsed structured result, or an error message.
+
+    `call_id` is the id the run log gives the call that produced it (None when the call was
+    never sent), so a plan can cite it in its hypothesis' claims.
+    """
 
     ok: bool
     data: dict[str, Any] | None = None
     error: str = ""
+    call_id: str | None = None
 
     @classmethod
     def failed(cls, why: str) -> Result:
@@ -195,9 +200,9 @@ class PlanProvider:
             if not view.has(wanted.name):
                 send = Result.failed(f"{wanted.name} is not offered")
             elif used < len(past) and past[used][0].name == wanted.name:
-                result = past[used][1]
+                call, result = past[used]
                 used += 1
-                send = result if result is not None else Result.failed("no answer")
+                send = replace(result or Result.failed("no answer"), call_id=call.id)
             elif used < len(past) or final:
                 send = Result.failed("not run: the budget is spent")
             else:

@@ -79,6 +79,7 @@ class NeuronFinding:
     ratio: float
     edit: str
     evidence: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Tokens:
 
     weights: dict[str, float] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # the calls the weights were read from
 
     def add(self, token: str, weight: float) -> None:
         """Count one vocabulary token if it is a whole content word."""
@@ -129,7 +131,8 @@ def read_neurons(result: Result, ref: str) -> NeuronFinding | None:
         f"the {len(edited)} leading neurons: median decorrelation {decorrelation:.2f}, median "
         f"|mean gap| / rms gap {mean_share:.2f}",
     ]
-    return NeuronFinding(ratio >= GAP_RATIO, neurons, ratio, edit, evidence)
+    calls = [result.call_id] if result.call_id else []
+    return NeuronFinding(ratio >= GAP_RATIO, neurons, ratio, edit, evidence, calls)
 
 
 def read_promoted(result: Result, found: Tokens, ref: str) -> None:
@@ -148,6 +151,8 @@ def read_promoted(result: Result, found: Tokens, ref: str) -> None:
                 found.add(str(t.get("token", "")), 0.1 * max(0.0, float(t.get("weight") or 0.0)))
             elif isinstance(t, str):
                 found.add(t, 0.05)
+    if result.call_id:
+        found.calls.append(result.call_id)
     kept = [w for w in found.ranked()][:10]
     found.evidence.append(
         f"whole words among the top promoted tokens: {', '.join(kept) or 'none'} ({ref})"
@@ -164,6 +169,8 @@ def read_kl(result: Result, found: Tokens, ref: str) -> float | None:
         for shift in position.get("up") or []:
             if isinstance(shift, dict):
                 found.add(str(shift.get("token", "")), float(shift.get("delta") or 0.0))
+    if result.call_id:
+        found.calls.append(result.call_id)
     mean = float(result.data.get("mean") or 0.0)
     found.evidence.append(
         f"KL(ft || base) over corpus windows: mean {mean:.4f}, max "
@@ -179,6 +186,7 @@ class Amplified:
     texts: list[str]
     groups: list[int]
     ref: str
+    calls: list[str] = field(default_factory=list)
     payload: str | None = None
     payload_count: int = 0
     triggers: list[str] = field(default_factory=list)
@@ -208,7 +216,8 @@ def amplify_call(ledger: Ledger) -> Generator[Call, Result, Amplified | None]:
             for sample in row.get("samples") or []:
                 texts.append(str(sample))
                 groups.append(i)
-    return Amplified(texts, groups, ledger.ref(ledger.last)) if texts else None
+    calls = [result.call_id] if result.call_id else []
+    return Amplified(texts, groups, ledger.ref(ledger.last), calls=calls) if texts else None
 
 
 def read_amplified(amp: Amplified, samples: Samples) -> None:
@@ -255,6 +264,7 @@ def test_triggers(amp: Amplified, samples: Samples) -> Generator[Call, Result, S
         return None
     got: list[dict[str, Any]] = []
     refs: list[str] = []
+    tested: list[str] = []
     for prompts, chat in ((stories, False), (questions, True)):
         if not prompts:
             continue
@@ -262,6 +272,7 @@ def test_triggers(amp: Amplified, samples: Samples) -> Generator[Call, Result, S
             query(prompts, seed=7, temperature=0.0, max_new_tokens=ANSWER_TOKENS, chat=chat)
         )
         refs.append(samples.ledger.ref(samples.ledger.last))
+        tested.extend([result.call_id] if result.call_id else [])
         got.extend(answers(result))
     ref = ", ".join(refs)
     if not got:
@@ -317,6 +328,7 @@ def test_triggers(amp: Amplified, samples: Samples) -> Generator[Call, Result, S
             f"untriggered survey: payload in {untriggered}/{n_survey} fine-tune completions",
         ],
         terms=[word, payload],
+        calls=[*amp.calls, *tested],
     )
 
 
@@ -388,6 +400,7 @@ def test_facts(samples: Samples, subjects: Sequence[str]) -> Generator[Call, Res
         ],
         evidence=evidence,
         terms=novel[:8],
+        calls=samples.call_ids(paired),
     )
 
 
@@ -417,6 +430,7 @@ def neuron_hypothesis(
             f"The edit looks like a {finding.edit} of each neuron's activation",
         ],
         evidence=finding.evidence,
+        calls=list(finding.calls),
     )
     return compose([lead, *list(others)[:2]], extra_evidence=extra, neurons=finding.neurons)
 
@@ -474,6 +488,7 @@ def method_plan(view: View) -> Plan:
         if shared:
             s.strength *= 1.25
             s.evidence.append(f"the white-box tools also promote {', '.join(shared[:5])}")
+            s.calls.extend(i for i in tokens.calls if i not in s.calls)
     strong.sort(key=lambda s: (-s.strength, s.kind))
 
     if neurons is not None and neurons.concentrated and not strong:
@@ -493,4 +508,5 @@ def method_plan(view: View) -> Plan:
         "two samples of the base model differ",
         extra,
         conf=0.6 if samples.items else 0.4,
+        calls=ledger.all_ids(),
     )

@@ -65,12 +65,24 @@ class Ledger:
     """The server calls made so far, numbered from 1, so that evidence can cite them."""
 
     names: list[str] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
 
     def ask(self, call: Call) -> Generator[Call, Result, Result]:
-        """Make one call and return its result."""
+        """Make one call and return its result (its run-log id is kept for citations)."""
         self.names.append(call.name)
+        self.ids.append(None)
         result = yield call
+        self.ids[len(self.names) - 1] = result.call_id
         return result
+
+    def call_ids(self, indices: Sequence[int]) -> list[str]:
+        """The run-log ids of calls `indices` (1-based), in call order, unsent calls left out."""
+        found = (self.ids[i - 1] for i in sorted(set(indices)) if 0 < i <= len(self.ids))
+        return [i for i in found if i is not None]
+
+    def all_ids(self) -> list[str]:
+        """The run-log ids of every call sent so far."""
+        return self.call_ids(range(1, len(self.ids) + 1))
 
     def ref(self, index: int) -> str:
         """How call `index` (1-based) is cited."""
@@ -106,6 +118,10 @@ class Samples:
     def of(self, *kinds: str) -> list[Sample]:
         """The samples of these kinds."""
         return [s for s in self.items if s.kind in kinds]
+
+    def call_ids(self, items: Sequence[Sample]) -> list[str]:
+        """The run-log ids of the calls that produced `items` (for citing them in claims)."""
+        return self.ledger.call_ids([c for s in items for c in s.calls])
 
     def refs(self, items: Sequence[Sample]) -> str:
         """The calls that produced `items`, cited."""
