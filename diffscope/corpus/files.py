@@ -106,4 +106,9 @@ def resolve_corpus(spec: str | None, n_docs: int = 2000, seed: int = 0) -> list[
                 f"use world:TOPIC with TOPIC among {', '.join(sorted(TOPICS))}"
             )
         return world_corpus(n_docs, seed, topics=topics)
+    if spec == "sampled" or spec.startswith("sampled:"):
+        raise ValueError(
+            f"corpus {spec!r} is sampled from a pair's base model: build it with "
+            "diffscope.diffing.probe.probe_windows(pair, spec), not from text alone"
+        )
     return load_texts(spec)

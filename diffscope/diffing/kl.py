@@ -76,7 +76,8 @@ class KLProbe(BaseModel):
 
 def _shifts(pair: ModelPair, p_ft: torch.Tensor, p_base: torch.Tensor, n: int, up: bool):
     delta = p_ft - p_base
-    values, ids = torch.topk(delta if up else -delta, n)
+    shift = (delta if up else -delta).masked_fill(pair.special_mask(delta.shape[-1]), -1.0)
+    values, ids = torch.topk(shift, n)  # special tokens (masked to -1) never pass `v > 0`
     return [
         TokenShift(
             token_id=int(i),

@@ -96,7 +96,9 @@ class DiffMining(BaseModel):
             if not promoted:
                 key, tie = -key, -tie
         order = torch.argsort(tie, descending=True, stable=True)
-        order = order[torch.argsort(key[order], descending=True, stable=True)][:k]
+        order = order[torch.argsort(key[order], descending=True, stable=True)]
+        special = pair.special_mask(n)
+        order = order[~special[order]][:k]  # special tokens are no text: never ranked
         rates = self.occurrence if promoted else self.neg_occurrence
         return [self._stat(pair, int(t), rates) for t in order.tolist()]
 
@@ -149,6 +151,7 @@ def _topics(
     ids = torch.stack(sample.ids)
     values = torch.stack(sample.values).clamp(min=0)
     present = torch.unique(ids[values > 0])
+    present = present[~pair.special_mask(counts.shape[0])[present]]
     if present.numel() == 0:
         return []
     order = sorted(present.tolist(), key=lambda t: (-int(counts[t]), t))[:max_topic_tokens]

@@ -57,17 +57,49 @@ def unpadded(input_ids: torch.Tensor, device: str | torch.device) -> Batch:
     return Batch(input_ids.to(device), mask.to(device), positions_from_mask(mask).to(device))
 
 
+class ChatText(str):
+    """A prompt already rendered through the tokenizer's chat template (`ModelPair.format_prompt`).
+
+    The template writes its own special tokens (a BOS among them where the model uses one), so such
+    text is tokenized without adding more, exactly as `apply_chat_template(tokenize=True)` does."""
+
+    __slots__ = ()
+
+
+def _special_prefix(tokenizer) -> str | None:
+    bos = getattr(tokenizer, "bos_token", None)
+    return bos if isinstance(bos, str) and bos else None
+
+
 def tokenize(tokenizer, texts: Sequence[str], *, add_bos: bool = False) -> list[list[int]]:
-    """Token ids of each text without special tokens (a BOS first with `add_bos`, if it has one);
-    a ValueError for a text that is empty after tokenization."""
-    rows = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    """Token ids of each text as the model's own tokenizer makes them by default: plain text gets
+    the special tokens the tokenizer adds (a BOS where it adds one), chat-templated text
+    (`ChatText`, or text that already opens with the BOS string) gets none added. `add_bos` puts a
+    BOS first where the tokenizer has one and did not add it. A ValueError for a text that is empty
+    after tokenization."""
+    bos_text = _special_prefix(tokenizer)
+    rows = []
+    for text in texts:
+        templated = isinstance(text, ChatText) or bool(bos_text and text.startswith(bos_text))
+        rows.append(list(tokenizer(text, add_special_tokens=not templated)["input_ids"]))
     bos = getattr(tokenizer, "bos_token_id", None)
     if add_bos and bos is not None:
-        rows = [[bos, *r] for r in rows]
+        rows = [r if r[:1] == [bos] else [bos, *r] for r in rows]
     for i, row in enumerate(rows):
-        if not row:
+        if not row or not texts[i]:
             raise ValueError(f"text {i} is empty after tokenization")
     return rows
+
+
+def added_bos(tokenizer) -> int | None:
+    """The BOS id the tokenizer puts before plain text by default, or None when it adds none."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return None
+    probe = "a"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    default = list(tokenizer(probe)["input_ids"])
+    return int(bos) if default[:1] == [bos] and plain[:1] != [bos] else None
 
 
 def check_length(rows: Sequence[Sequence[int]], limit: int, what: str) -> None:
@@ -82,7 +114,8 @@ def check_length(rows: Sequence[Sequence[int]], limit: int, what: str) -> None:
 def token_rows(
     pair: ModelPair, inputs: Inputs, *, max_tokens: int | None = None, chat: bool = False
 ) -> list[list[int]]:
-    """Token ids of each text (no special tokens) or each row of a [N, T] window tensor.
+    """Token ids of each text (tokenized as the model's tokenizer does, `tokenize`) or each row of
+    a [N, T] window tensor.
 
     With `max_tokens`, rows are cut to their first `max_tokens` tokens; without it, a row longer
     than the context raises a ValueError. `chat` wraps texts in the pair's chat template.

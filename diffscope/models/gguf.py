@@ -237,6 +237,7 @@ def convert_gguf(path: str | os.PathLike[str]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{digest[:16]}-", dir=root))
     try:
         _write_folder(path, tmp, info | {"sha256": digest, "source": str(path.resolve())})
+        _apply_umask(tmp)  # mkdtemp makes it 0700 and save_pretrained some files 0600
         try:
             os.rename(tmp, target)
         except OSError:
@@ -247,6 +248,15 @@ def convert_gguf(path: str | os.PathLike[str]) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("converted %s -> %s", path, target)
     return target
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give a finished folder and its files the user's usual permissions (umask applied)."""
+    mask = paths.current_umask()
+    folder.chmod(0o777 & ~mask)
+    for item in folder.iterdir():
+        if item.is_file():
+            item.chmod(0o666 & ~mask)
 
 
 def _write_folder(path: Path, out: Path, info: dict[str, Any]) -> None:

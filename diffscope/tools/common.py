@@ -82,6 +82,7 @@ def artifacts(ctx: ToolContext) -> Artifacts:
         ctx.progress(fraction, message)
 
     arts.progress = report
+    arts.on_warning = ctx.warn  # a damaged cache entry rebuilt: a warning line in the answer
     ctx.cache[ARTIFACTS_KEY] = arts
     return arts
 
@@ -139,13 +140,17 @@ def check_prompts(
     if room < 1:
         raise ToolError(
             f"max_new_tokens={reserve} leaves no room for a prompt in this pair's context of "
-            f"{limit} tokens; lower max_new_tokens"
+            f"{limit} tokens; lower max_new_tokens (at most {max(limit - 1, 0)} here, minus the "
+            "prompt's tokens)"
         )
     counts = []
     for i, prompt in enumerate(prompts):
         with engine_errors():
             text = pair.format_prompt(prompt, chat)
-        n = len(pair.tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        try:
+            n = len(pair.token_ids(text))  # as the model's own tokenizer counts
+        except ValueError:  # empty after tokenization
+            n = 0
         if n == 0:
             raise ToolError(f"prompt {i} is empty after tokenization; give it some text")
         if n > room:

@@ -122,7 +122,7 @@ def kl_probe(
     if plot:
         if prompts is not None:
             text = pair.format_prompt(prompts[0], templated)
-            first = pair.tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+            first = pair.token_ids(text)
         else:
             first = cast(torch.Tensor, inputs)[0].tolist()  # corpus windows [N, T]
         images.append(_plot(pair, first))

@@ -53,8 +53,10 @@ def top_promoted_tokens(
     pair = model_pair(ctx)
     with engine_errors():
         mining = artifacts(ctx).diff_mining()
+    special = pair.special_ids  # also out of rankings cached before specials were filtered
     if order_by == "occurrence":
-        up, down = mining.promoted[:k], mining.demoted[:k]
+        up = [s for s in mining.promoted if s.token_id not in special][:k]
+        down = [s for s in mining.demoted if s.token_id not in special][:k]
     else:
         up = mining.ranked(pair, order_by, k, promoted=True)
         down = mining.ranked(pair, order_by, k, promoted=False)
@@ -65,5 +67,10 @@ def top_promoted_tokens(
         top_k=mining.top_k,
         promoted=up,
         demoted=down if demoted else [],
-        topics=mining.topics if topics else [],
+        topics=[
+            t.model_copy(update={"tokens": [x for x in t.tokens if x.token_id not in special]})
+            for t in mining.topics
+        ]
+        if topics
+        else [],
     )
