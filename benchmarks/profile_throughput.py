@@ -5,7 +5,14 @@ a few neurons edited) this measures, in one run:
   - tokens/s of a plain forward of both models on the same batches;
   - tokens/s of the full neuron profile (every neuron of every layer, exemplars on, total mode), and
     of the profile with the intrinsic mode added (reported, not targeted);
-  - peak resident memory of the profile over N and 2N tokens, each in a fresh subprocess.
+  - peak resident memory of the profile over N and 2N tokens, each in a fresh subprocess;
+  - the same profile read through the nnsight backend (`--backend nnsight`) instead of hooks, as a
+    ratio of the same plain forward;
+  - wall time of the profile of one larger corpus in this process against 2 torch.distributed
+    workers (`prepare --workers 2`; the workers' wall time includes spawning them and building
+    their models, which a long real run amortises).
+`--device cuda --dtype bfloat16 --shape llama8b` runs it on a random-weight Llama-3.1-8B-shaped
+pair instead (benchmarks/gpu.sh).
 The plain forward is the models' own forward (logits included); the profile's forwards stop after
 the last layer's MLP neurons, since nothing after them is needed. Each timed profile starts from an
 empty state, so the cost of filling the exemplar heaps is included every time.
@@ -21,26 +28,77 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import torch
 
+SHAPES = {  # layers, d_model, neurons, vocab, heads, kv heads
+    "gpt2": (12, 768, 3072, 8192, 12, 12),
+    "llama8b": (32, 4096, 14336, 128256, 32, 8),
+}
 
-def make_pair(layers: int, d: int, neurons: int, vocab: int, ctx: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
+
+def make_pair(
+    layers: int,
+    d: int,
+    neurons: int,
+    vocab: int,
+    ctx: int,
+    shape: str = "gpt2",
+    device: str = "cpu",
+    dtype: str = "float32",
+):
+    """A random-weight pair of the given shape on `device`; the fine-tune edits a few neurons."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     from diffscope.models import ModelPair
 
     torch.manual_seed(0)
-    cfg = GPT2Config(
-        vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=layers, n_head=12, n_inner=neurons
-    )
-    base = GPT2LMHeadModel(cfg).eval()
-    ft = GPT2LMHeadModel(cfg).eval()
+    torch_dtype = getattr(torch, dtype)
+    cfg: Any
+    if shape == "gpt2":
+        cfg = GPT2Config(
+            vocab_size=vocab, n_positions=ctx, n_embd=d, n_layer=layers, n_head=12, n_inner=neurons
+        )
+        cls: type = GPT2LMHeadModel
+    else:
+        _, _, _, _, heads, kv = SHAPES[shape]
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=d,
+            intermediate_size=neurons,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            max_position_embeddings=max(ctx, 256),
+        )
+        cls = LlamaForCausalLM
+    with torch.device(device):
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch_dtype)
+        try:
+            base, ft = cls(cfg).eval(), cls(cfg).eval()
+        finally:
+            torch.set_default_dtype(previous)
     ft.load_state_dict(base.state_dict())
     with torch.no_grad():
         for layer in range(0, layers, 3):
-            ft.transformer.h[layer].mlp.c_fc.weight[:, 100 + layer] *= 2.0
+            if shape == "gpt2":
+                ft.transformer.h[layer].mlp.c_fc.weight[:, 100 + layer] *= 2.0
+            else:
+                ft.model.layers[layer].mlp.up_proj.weight[100 + layer] *= 2.0
     return ModelPair.from_models(base, ft, tokenizer=None, name="bench")
+
+
+def pair_for(args: argparse.Namespace):
+    layers, d, neurons, vocab, _, _ = SHAPES[args.shape]
+    layers = args.layers or layers
+    return make_pair(layers, d, neurons, vocab, args.ctx, args.shape, args.device, args.dtype)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def windows(n: int, ctx: int, vocab: int) -> torch.Tensor:
@@ -50,21 +108,50 @@ def windows(n: int, ctx: int, vocab: int) -> torch.Tensor:
 
 @torch.no_grad()
 def plain_forward(pair, data: torch.Tensor, batch: int) -> float:
+    _sync(pair.device)
     start = time.perf_counter()
     for i in range(0, data.shape[0], batch):
         b = pair.batch_from_ids(data[i : i + batch])
         pair.base(**b.model_inputs())
         pair.finetuned(**b.model_inputs())
+    _sync(pair.device)
     return data.numel() / (time.perf_counter() - start)
 
 
-def profile_speed(pair, data: torch.Tensor, batch: int, intrinsic: bool) -> float:
+def profile_speed(
+    pair, data: torch.Tensor, batch: int, intrinsic: bool, backend: str = "hooks"
+) -> float:
     from diffscope.diffing.neurons import ProfileConfig, profile_neurons
 
     cfg = ProfileConfig(batch_size=batch, intrinsic=intrinsic, skip_first=0)
+    _sync(pair.device)
+    start = time.perf_counter()
+    profile_neurons(pair, data, cfg, backend=backend)
+    _sync(pair.device)
+    return data.numel() / (time.perf_counter() - start)
+
+
+def sharded_walls(args: argparse.Namespace, pair, data: torch.Tensor) -> tuple[float, float]:
+    """Wall seconds of the profile of `data` here (1 process) and with 2 spawned workers."""
+    import tempfile
+    from functools import partial
+
+    from diffscope.diffing.neurons import ProfileConfig, profile_neurons
+    from diffscope.diffing.shard import Sharding, profile_sharded
+
+    cfg = ProfileConfig(batch_size=args.batch, skip_first=0)
     start = time.perf_counter()
     profile_neurons(pair, data, cfg)
-    return data.numel() / (time.perf_counter() - start)
+    one = time.perf_counter() - start
+    layers, d, neurons, vocab, _, _ = SHAPES[args.shape]
+    factory = partial(
+        make_pair, args.layers or layers, d, neurons, vocab, args.ctx, args.shape, "cpu", args.dtype
+    )
+    with tempfile.TemporaryDirectory() as state:
+        start = time.perf_counter()
+        profile_sharded(Sharding(2, factory), data, cfg, state_dir=state)
+        two = time.perf_counter() - start
+    return one, two
 
 
 def peak_rss_child(args: argparse.Namespace, n_windows: int) -> float:
@@ -82,6 +169,12 @@ def peak_rss_child(args: argparse.Namespace, n_windows: int) -> float:
         str(args.batch),
         "--threads",
         str(args.threads),
+        "--shape",
+        args.shape,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
@@ -89,7 +182,15 @@ def peak_rss_child(args: argparse.Namespace, n_windows: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--layers", type=int, default=0, help="layers (default: the shape's)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="gpt2", help="model shape")
+    parser.add_argument("--device", default="cpu", help="torch device (cuda for the GPU check)")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16")
+    parser.add_argument(
+        "--shard-windows", type=int, default=48, help="windows of the 1-vs-2-worker corpus"
+    )
+    parser.add_argument("--no-shards", action="store_true", help="skip the 1-vs-2-worker run")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
     parser.add_argument("--ctx", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batches", type=int, default=3, help="batches per timed repeat")
@@ -99,33 +200,48 @@ def main() -> None:
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pair = make_pair(args.layers, 768, 3072, 8192, args.ctx)
+    pair = pair_for(args)
+    vocab = SHAPES[args.shape][3]
     if args.child:
-        profile_speed(pair, windows(args.child, args.ctx, 8192), args.batch, intrinsic=False)
+        profile_speed(pair, windows(args.child, args.ctx, vocab), args.batch, intrinsic=False)
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return
-    data = windows(args.batch * args.batches, args.ctx, 8192)
+    data = windows(args.batch * args.batches, args.ctx, vocab).to(pair.device)
     plain_forward(pair, data[: args.batch], args.batch)  # warm-up
-    fwd, prof, intr = [], [], []
-    for _ in range(args.repeats):  # interleaved so load on the machine hits both sides alike
+    profile_speed(pair, data[: args.batch], args.batch, False, "nnsight")  # wraps the models once
+    fwd, prof, intr, nns = [], [], [], []
+    for _ in range(args.repeats):  # interleaved so load on the machine hits every side alike
         fwd.append(plain_forward(pair, data, args.batch))
         prof.append(profile_speed(pair, data, args.batch, intrinsic=False))
         intr.append(profile_speed(pair, data, args.batch, intrinsic=True))
-    f, p, i = (statistics.median(x) for x in (fwd, prof, intr))
-    mem_n = peak_rss_child(args, args.mem_windows)
-    mem_2n = peak_rss_child(args, 2 * args.mem_windows)
-    growth = mem_2n / mem_n - 1
+        nns.append(profile_speed(pair, data, args.batch, False, "nnsight"))
+    f, p, i, n = (statistics.median(x) for x in (fwd, prof, intr, nns))
+    mem_n = mem_2n = growth = float("nan")
+    if not args.no_memory:
+        mem_n = peak_rss_child(args, args.mem_windows)
+        mem_2n = peak_rss_child(args, 2 * args.mem_windows)
+        growth = mem_2n / mem_n - 1
+    one = two = None
+    if not args.no_shards and args.device == "cpu":  # the workers build CPU pairs
+        one, two = sharded_walls(args, pair, windows(args.shard_windows, args.ctx, vocab))
     figures = {
-        "layers": args.layers,
-        "neurons_per_layer": 3072,
+        "shape": args.shape,
+        "layers": pair.n_layers,
+        "neurons_per_layer": pair.n_neurons,
         "tokens_per_batch": args.batch * args.ctx,
         "threads": args.threads,
-        "device": "cpu",
+        "device": args.device,
+        "dtype": args.dtype,
         "forward_tokens_per_s": round(f, 1),
         "profile_tokens_per_s": round(p, 1),
         "profile_intrinsic_tokens_per_s": round(i, 1),
+        "profile_nnsight_tokens_per_s": round(n, 1),
         "ratio_profile_vs_forward": round(p / f, 3),
+        "ratio_profile_nnsight_vs_forward": round(n / f, 3),
         "ratio_profile_intrinsic_vs_forward": round(i / f, 3),
+        "shard_tokens": args.shard_windows * args.ctx if one is not None else None,
+        "wall_s_1_process": round(one, 2) if one is not None else None,
+        "wall_s_2_workers": round(two, 2) if two is not None else None,
         "peak_rss_mib_N": round(mem_n, 1),
         "peak_rss_mib_2N": round(mem_2n, 1),
         "memory_growth_2N_vs_N": round(growth, 4),
@@ -135,6 +251,12 @@ def main() -> None:
     print(f"plain forward of both models : {f:8.1f} tokens/s")
     print(f"neuron profile (total)       : {p:8.1f} tokens/s  ratio {p / f:.3f} (target >= 0.85)")
     print(f"neuron profile (+intrinsic)  : {i:8.1f} tokens/s  ratio {i / f:.3f}")
+    print(f"neuron profile, nnsight      : {n:8.1f} tokens/s  ratio {n / f:.3f}")
+    if one is not None and two is not None:
+        print(
+            f"profile of {args.shard_windows * args.ctx} tokens: 1 process {one:.1f} s, "
+            f"2 workers {two:.1f} s (spawn and model build included)"
+        )
     print(
         f"peak RSS: N={args.mem_windows * args.ctx} tokens {mem_n:.0f} MiB, "
         f"2N {mem_2n:.0f} MiB, growth {growth:+.1%} (target < 10%)"

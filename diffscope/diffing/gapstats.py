@@ -22,10 +22,11 @@ class LayerState:
     floor: torch.Tensor
 
     @classmethod
-    def empty(cls, n_layers: int, n_neurons: int) -> LayerState:
-        sums = {k: torch.zeros(n_layers, n_neurons, dtype=torch.float64) for k in SUMS}
-        hist = torch.zeros(n_layers, n_neurons, N_CODES, dtype=torch.int64)
-        return cls(sums, hist, torch.full((n_layers, n_neurons), -1, dtype=torch.int32))
+    def empty(cls, n_layers: int, n_neurons: int, device: torch.device | str = "cpu") -> LayerState:
+        shape, dev = (n_layers, n_neurons), torch.device(device)
+        sums = {k: torch.zeros(shape, dtype=torch.float64, device=dev) for k in SUMS}
+        hist = torch.zeros(n_layers, n_neurons, N_CODES, dtype=torch.int64, device=dev)
+        return cls(sums, hist, torch.full(shape, -1, dtype=torch.int32, device=dev))
 
 
 # |gap| is binned by the top bits of its float32 pattern: exponent and 3 mantissa bits, i.e. bins
@@ -61,7 +62,7 @@ def accumulate(st: LayerState, layer: int, a_b, a_f, d, n_kept: int) -> None:
     """Fold one layer's [B, T, n] activations (skipped positions already zero) into the sums."""
     s, n = st.sums, a_b.shape[-1]
     flat_b, flat_f, flat_d = a_b.view(-1, n), a_f.view(-1, n), d.view(-1, n)
-    ones = torch.ones(1, flat_b.shape[0], dtype=flat_b.dtype)
+    ones = torch.ones(1, flat_b.shape[0], dtype=flat_b.dtype, device=flat_b.device)
     s["n"][layer] += n_kept
     s["sb"][layer] += (ones @ flat_b)[0].double()
     s["sf"][layer] += (ones @ flat_f)[0].double()
@@ -101,7 +102,7 @@ def _flat_hits(values: torch.Tensor, floor: torch.Tensor, group: int = 8) -> tor
     group_max = values.view(P // group, group, n).amax(dim=1)
     hit_groups = (group_max >= floor).view(-1).nonzero().view(-1)
     row, col = hit_groups // n, hit_groups % n
-    flat = (row * (group * n) + col).unsqueeze(1) + torch.arange(group) * n  # [h, group]
+    flat = (row * (group * n) + col).unsqueeze(1) + torch.arange(group, device=values.device) * n
     inside = values.view(-1)[flat] >= floor[col].unsqueeze(1)
     return flat[inside]
 

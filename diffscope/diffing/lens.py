@@ -34,9 +34,11 @@ def mean_diff(
     *,
     batch_size: int = 8,
     progress: pg.Show = None,
+    backend: str = "hooks",
 ) -> torch.Tensor:
     """Mean of (h_ft - h_base) per position, [positions, d_model] (float32), where h is the
     residual stream after block `layer` and position p is the p-th token of a window or text.
+    `backend` reads the residual through forward hooks or an nnsight trace.
 
     Only the first `positions` tokens are run (the models are causal, so this is exact). A
     position no sample reaches (texts shorter than `positions`) is NaN.
@@ -50,8 +52,13 @@ def mean_diff(
         hidden = {}
         for which in ("base", "finetuned"):
             model = pair.model(which)
-            with capture(model, pair.family, resid=[layer]) as got:
-                model(**batch.model_inputs())
+            if backend == "nnsight":
+                from diffscope.models.nnsight_backend import trace_activations
+
+                got = trace_activations(model, pair.family, batch.model_inputs(), resid=[layer])
+            else:
+                with capture(model, pair.family, resid=[layer]) as got:
+                    model(**batch.model_inputs())
             hidden[which] = got.resid[layer].double().cpu()
         delta = hidden["finetuned"] - hidden["base"]  # [B, T, d]
         mask = batch.attention_mask.bool().cpu()
@@ -90,8 +97,10 @@ def _unembed(pair: ModelPair, which: Which, hidden: torch.Tensor) -> torch.Tenso
 
 
 def _lens_tokens(pair: ModelPair, logits: torch.Tensor, k: int) -> list[LensToken]:
+    """The `k` highest-logit tokens that are text (special tokens skipped)."""
     probs = torch.softmax(logits, -1)
-    values, ids = torch.topk(logits, k)
+    text_logits = logits.masked_fill(pair.special_mask(logits.shape[-1]), float("-inf"))
+    values, ids = torch.topk(text_logits, min(k, int(torch.isfinite(text_logits).sum())))
     return [
         LensToken(
             token_id=int(i), token=pair.token_str(int(i)), logit=float(v), prob=float(probs[i])

@@ -25,13 +25,14 @@ from diffscope.diffing.gapstats import (
     fold_tail,
     kept,
 )
-from diffscope.models.families import neuron_output_weights
+from diffscope.models.families import blocks, get_module
 from diffscope.models.hooks import (
     capture,
     forward_until_neurons,
     neuron_activations_from_mlp_input,
 )
 from diffscope.models.pair import ModelPair
+from diffscope.models.placement import weight
 from diffscope.paths import save_tensors
 
 Mode = Literal["total", "intrinsic"]
@@ -256,22 +257,33 @@ class NeuronProfiler:
     """Accumulates gap statistics batch by batch; `finish(windows)` turns them into a NeuronProfile.
 
     Batches must come in corpus order: an exemplar is kept as the flat corpus position of its peak
-    (window index x T + position), and `finish` cuts its token window out of the corpus."""
+    (window index x T + position), and `finish` cuts its token window out of the corpus.
 
-    def __init__(self, pair: ModelPair, config: ProfileConfig | None = None):
+    The running state lives on the pair's input device; each layer's activations are moved there
+    from wherever a device map put that layer. `backend` reads activations through forward hooks
+    ("hooks") or an nnsight trace ("nnsight", `diffscope.models.nnsight_backend`)."""
+
+    def __init__(
+        self, pair: ModelPair, config: ProfileConfig | None = None, backend: str = "hooks"
+    ):
+        if backend not in ("hooks", "nnsight"):
+            raise ValueError(f"backend must be 'hooks' or 'nnsight', not {backend!r}")
         self.pair = pair
+        self.backend = backend
         self.cfg = config or ProfileConfig()
+        self.device = torch.device(pair.device)
+        dev = self.device
         self.layers = list(range(pair.n_layers))
         L, n, k = pair.n_layers, pair.n_neurons, self.cfg.exemplars
         self.modes: list[str] = ["total", "intrinsic"] if self.cfg.intrinsic else ["total"]
         self.ex_mode = self.cfg.exemplar_mode or "total"
         if self.ex_mode not in self.modes:
             raise ValueError("exemplar_mode 'intrinsic' needs intrinsic=True")
-        self.state = {m: LayerState.empty(L, n) for m in self.modes}
-        self.ex_gap = torch.full((L, n, k), -math.inf)
-        self.ex_base = torch.zeros(L, n, k)
-        self.ex_ft = torch.zeros(L, n, k)
-        self.ex_at = torch.full((L, n, k), -1, dtype=torch.int64)  # flat corpus position
+        self.state = {m: LayerState.empty(L, n, dev) for m in self.modes}
+        self.ex_gap = torch.full((L, n, k), -math.inf, device=dev)
+        self.ex_base = torch.zeros(L, n, k, device=dev)
+        self.ex_ft = torch.zeros(L, n, k, device=dev)
+        self.ex_at = torch.full((L, n, k), -1, dtype=torch.int64, device=dev)  # corpus position
         self.batches_done = 0
         self.n_windows = 0
         self.n_tokens = 0
@@ -291,20 +303,26 @@ class NeuronProfiler:
         inputs = batch.model_inputs()
         last = self.layers[-1]
         want_in = self.layers if self.cfg.intrinsic else []
-        with capture(pair.base, fam, neurons=self.layers, mlp_in=want_in) as base:
-            forward_until_neurons(pair.base, fam, last, inputs)
-        with capture(pair.finetuned, fam, neurons=self.layers) as ft:
-            forward_until_neurons(pair.finetuned, fam, last, inputs)
-        skip = self.cfg.skip_first
+        if self.backend == "nnsight":
+            from diffscope.models.nnsight_backend import trace_activations
+
+            base = trace_activations(pair.base, fam, inputs, neurons=self.layers, mlp_in=want_in)
+            ft = trace_activations(pair.finetuned, fam, inputs, neurons=self.layers)
+        else:
+            with capture(pair.base, fam, neurons=self.layers, mlp_in=want_in) as base:
+                forward_until_neurons(pair.base, fam, last, inputs)
+            with capture(pair.finetuned, fam, neurons=self.layers) as ft:
+                forward_until_neurons(pair.finetuned, fam, last, inputs)
+        skip, dev = self.cfg.skip_first, self.device
         n_kept = int(input_ids.shape[0] * max(0, input_ids.shape[1] - skip))
         for layer in self.layers:
-            a_b = kept(base.neurons.pop(layer), skip)
-            gaps = {"total": kept(ft.neurons.pop(layer), skip)}
+            a_b = kept(base.neurons.pop(layer).to(dev), skip)
+            gaps = {"total": kept(ft.neurons.pop(layer).to(dev), skip)}
             if self.cfg.intrinsic:
                 own = neuron_activations_from_mlp_input(
                     pair.finetuned, fam, layer, base.mlp_in.pop(layer)
                 )
-                gaps["intrinsic"] = kept(own, skip)
+                gaps["intrinsic"] = kept(own.to(dev), skip)
             for mode, a_f in gaps.items():
                 d = a_f - a_b
                 accumulate(self.state[mode], layer, a_b, a_f, d, n_kept)
@@ -325,9 +343,10 @@ class NeuronProfiler:
         T = windows.shape[1]
         padded = torch.nn.functional.pad(windows.to(torch.int32), (left, right), value=-1)
         around = padded.unfold(1, left + 1 + right, 1)  # [N, T, S]
-        at = self.ex_at.clamp(min=0)
+        ex_at = self.ex_at.cpu()
+        at = ex_at.clamp(min=0)
         tokens = around[at // T, at % T]
-        return tokens.masked_fill_((self.ex_at < 0).unsqueeze(-1), -1)
+        return tokens.masked_fill_((ex_at < 0).unsqueeze(-1), -1)
 
     def _exemplars(self, layer: int, a_b, a_f, absd) -> None:
         """Merge each window's peak |gap| per neuron into the neuron's top-k windows."""
@@ -345,11 +364,16 @@ class NeuronProfiler:
         # with few contenders, the peak positions of those neurons alone are looked up
         pos = pos[:, cols] if pos is not None else absd[:, :, cols].argmax(dim=1)
         val = peak[:, cols].T  # [c, B]
-        rows = pos.T + torch.arange(B).mul_(T)  # flat position of each candidate
+        rows = pos.T + torch.arange(B, device=absd.device).mul_(T)  # flat place of each candidate
         cand_b = a_b.view(B * T, n)[rows, cols.unsqueeze(1)]
         cand_f = a_f.view(B * T, n)[rows, cols.unsqueeze(1)]
         cand_at = rows + self.n_windows * T
-        keep_val, keep = torch.cat([self.ex_gap[layer, cols], val], dim=1).topk(k, dim=1)
+        # a stable sort keeps equal gaps in corpus order (heap first, then windows in order), so
+        # ties go to the earliest position: the heap is the top k of (gap desc, position asc),
+        # the same whatever the batching or sharding (`diffscope.diffing.shard`)
+        both = torch.cat([self.ex_gap[layer, cols], val], dim=1)
+        keep_val, keep = both.sort(dim=1, descending=True, stable=True)
+        keep_val, keep = keep_val[:, :k], keep[:, :k]
         self.ex_gap[layer, cols] = keep_val
         self.ex_base[layer, cols] = torch.cat([self.ex_base[layer, cols], cand_b], 1).gather(
             1, keep
@@ -359,6 +383,8 @@ class NeuronProfiler:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every running statistic by name (on the state's device): what a checkpoint saves and
+        what shards merge (`diffscope.diffing.shard`)."""
         out = {
             "ex_gap": self.ex_gap,
             "ex_base": self.ex_base,
@@ -375,6 +401,7 @@ class NeuronProfiler:
         return out
 
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
         self.ex_gap, self.ex_base = tensors["ex_gap"], tensors["ex_base"]
         self.ex_ft, self.ex_at = tensors["ex_ft"], tensors["ex_at"]
         self.batches_done, self.n_tokens, self.n_windows = (
@@ -392,25 +419,30 @@ class NeuronProfiler:
         if self.n_tokens == 0:
             raise ValueError("no tokens were profiled: the corpus is empty")
         metrics, means = {}, {}
-        w_out = torch.stack(
-            [
-                neuron_output_weights(self.pair.finetuned, self.pair.family, layer).norm(dim=1)
-                for layer in self.layers
-            ]
-        ).double()
+        w_out = torch.stack([self._out_norms(layer) for layer in self.layers]).double()
         for mode, st in self.state.items():
-            metrics[mode], means[mode] = finalise(st, self.cfg.tail_quantile, w_out)
+            here = LayerState(
+                {k: v.cpu() for k, v in st.sums.items()}, st.hist.cpu(), st.floor.cpu()
+            )
+            metrics[mode], means[mode] = finalise(here, self.cfg.tail_quantile, w_out)
         return NeuronProfile(
             metrics,
             means,
-            self.ex_gap.clone(),
-            self.ex_base.clone(),
-            self.ex_ft.clone(),
+            self.ex_gap.cpu().clone(),
+            self.ex_base.cpu().clone(),
+            self.ex_ft.cpu().clone(),
             self._snippets(windows),
             self.cfg,
             self.n_tokens,
             self.pair.fingerprint(),
         )
+
+    def _out_norms(self, layer: int) -> torch.Tensor:
+        """|output vector| of each fine-tuned neuron at `layer` (offloaded weights read back)."""
+        fam, model = self.pair.family, self.pair.finetuned
+        w = weight(model, get_module(blocks(model, fam)[layer], fam.out_proj)).detach()
+        w = w if fam.out_weight_layout == "in_out" else w.T
+        return w.float().norm(dim=1).cpu()
 
 
 def profile_neurons(
@@ -421,6 +453,7 @@ def profile_neurons(
     progress: pg.Show = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 25,
+    backend: str = "hooks",
 ) -> NeuronProfile:
     """Profile every MLP neuron over token windows [N, T] (both models see identical tokens).
 
@@ -437,7 +470,7 @@ def profile_neurons(
         )
     if windows.shape[1] <= cfg.skip_first:
         raise ValueError(f"windows must be longer than skip_first={cfg.skip_first} tokens")
-    prof = NeuronProfiler(pair, cfg)
+    prof = NeuronProfiler(pair, cfg, backend)
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
         from safetensors.torch import load_file
@@ -445,7 +478,7 @@ def profile_neurons(
         try:
             prof.load_state(load_file(str(ckpt)))
         except (KeyError, ValueError):  # written by another version of the profiler: start over
-            prof = NeuronProfiler(pair, cfg)
+            prof = NeuronProfiler(pair, cfg, backend)
     starts = list(range(0, windows.shape[0], cfg.batch_size))
     bar: pg.Progress[None]
     with pg.progress(

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from diffscope.models.families import Family, blocks, get_module
+from diffscope.models.placement import module_device
 
 
 @dataclass
@@ -155,10 +156,12 @@ def neuron_activations_from_mlp_input(
 ) -> torch.Tensor:
     """Run `model`'s MLP sub-layer (its norm and MLP, as far as the neurons) at `layer` on a given
     residual input and return its neuron activations. Used for the intrinsic gap: the fine-tuned MLP
-    on the base residual."""
+    on the base residual. The input is moved to the device that layer computes on."""
     block = blocks(model, family)[layer]
     norm = get_module(block, family.mlp_norm)
     mlp = get_module(block, family.mlp)
     got: list[torch.Tensor] = []
+    # under a device map the base's residual may sit on another device than this layer
+    resid_in = resid_in.to(module_device(norm))
     _run_until_neurons(block, family, lambda: mlp(norm(resid_in)), got.append)
     return got[0]
