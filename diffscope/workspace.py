@@ -5,10 +5,12 @@
 
 Every entry point (the CLI, the benchmark, `python -m diffscope.server`) builds its pair here, so
 the probe corpus is decided in one place: `--corpus` when given, else the organism's own
-`corpus:`, else the synthetic world corpus. A served pair is the `Workspace` itself (the tools
-read `.artifacts` from it). `investigator_view(spec)` is what an investigator may know about the
-pair, without loading it and never the ground truth. `spec.server_args()` turns a spec back into
-the arguments of `python -m diffscope.server`, so a spawned server opens the very same workspace.
+`corpus:`, else the synthetic world corpus for the toy zoo and, for any other pair, the base
+model's own samples (`sampled`, see `diffscope.corpus.sampled`). A served pair is the
+`Workspace` itself (the tools read `.artifacts` from it). `investigator_view(spec)` is what an
+investigator may know about the pair, without loading it and never the ground truth.
+`spec.server_args()` turns a spec back into the arguments of `python -m diffscope.server`, so a
+spawned server opens the very same workspace.
 Only entry points import this module.
 """
 
@@ -26,7 +28,8 @@ from diffscope.diffing.artifacts import Artifacts, CorpusSpec
 
 Dtype = Literal["float32", "bfloat16", "float16"]
 ZooSize = Literal["micro", "small"]
-DEFAULT_CORPUS = "world"
+DEFAULT_CORPUS = "world"  # the toy zoo's default
+SAMPLED_CORPUS = "sampled"  # every other pair's default: the base model's own samples
 
 
 class PairSpec(BaseModel):
@@ -46,6 +49,9 @@ class PairSpec(BaseModel):
     size: ZooSize | None = None
     device: str = "cpu"
     dtype: Dtype = "float32"
+    device_map: str | None = None
+    backend: Literal["hooks", "nnsight"] = "hooks"
+    remote: bool = False
     corpus: str | None = None
     windows: int | None = None
     trust_remote_code: bool = False
@@ -91,7 +97,11 @@ class PairSpec(BaseModel):
         ):
             if value is not None:
                 args += [flag, str(value)]
-        args += ["--device", self.device, "--dtype", self.dtype]
+        args += ["--device", self.device, "--dtype", self.dtype, "--backend", self.backend]
+        if self.device_map is not None:
+            args += ["--device-map", self.device_map]
+        if self.remote:
+            args.append("--remote")
         if self.trust_remote_code:
             args.append("--trust-remote-code")
         return args
@@ -108,15 +118,35 @@ def spec_from_args(args: Any) -> PairSpec:
         size=args.size,
         device=args.device,
         dtype=args.dtype,
+        device_map=getattr(args, "device_map", None),
+        backend=getattr(args, "backend", "hooks"),
+        remote=getattr(args, "remote", False),
         corpus=args.corpus,
         windows=getattr(args, "windows", None),
         trust_remote_code=args.trust_remote_code,
     )
 
 
-def corpus_source(spec: PairSpec, organism_corpus: str | None = None) -> str:
-    """The probe corpus: the spec's, else the organism's own, else the world corpus."""
-    return spec.corpus or organism_corpus or DEFAULT_CORPUS
+def corpus_source(spec: PairSpec, organism_corpus: str | None = None, toy: bool = True) -> str:
+    """The probe corpus: the spec's, else the organism's own, else the world corpus for a toy-zoo
+    pair (`toy`) and the base model's own samples for any other."""
+    return spec.corpus or organism_corpus or (DEFAULT_CORPUS if toy else SAMPLED_CORPUS)
+
+
+def _is_toy(spec: PairSpec, org: Any) -> bool:
+    """Whether the base is a toy-zoo model (`zoo:NAME`, or a folder inside the built zoo), whose
+    vocabulary the world corpus is written in."""
+    if org is not None:
+        return str(org.base).startswith("zoo:")
+    from diffscope.paths import home
+
+    base = Path(str(spec.base)).expanduser()
+    return base.exists() and base.resolve().is_relative_to((home() / "zoo").resolve())
+
+
+def _default_source(spec: PairSpec, org: Any) -> str:
+    organism_corpus = org.corpus if org is not None else None
+    return corpus_source(spec, organism_corpus, toy=_is_toy(spec, org))
 
 
 def corpus_spec(source: str, windows: int | None = None) -> CorpusSpec:
@@ -178,11 +208,18 @@ def check_sources(spec: PairSpec) -> None:
 def investigator_view(spec: PairSpec) -> dict[str, Any]:
     """What an investigator may know about the pair (no loading, never the ground truth)."""
     org = _organism(spec)
-    source = corpus_source(spec, org.corpus if org is not None else None)
+    source = _default_source(spec, org)
     view: dict[str, Any] = dict(org.investigator_view()) if org is not None else {}
     view["pair"] = "a base model and its fine-tuned variant"
     world = source == DEFAULT_CORPUS or source.startswith(DEFAULT_CORPUS + ":")
-    view["corpus"] = "the synthetic world corpus" if world else "a user-provided corpus"
+    sampled = source == SAMPLED_CORPUS or source.startswith(SAMPLED_CORPUS + ":")
+    view["corpus"] = (
+        "the synthetic world corpus"
+        if world
+        else "text sampled from the base model"
+        if sampled
+        else "a user-provided corpus"
+    )
     return view
 
 
@@ -207,7 +244,17 @@ def open_workspace(
     """Load the pair `spec` names and attach its probe corpus and cached artifacts."""
     from diffscope.organisms import registry
 
-    opts = {"dtype": spec.dtype, "device": spec.device, "trust_remote_code": spec.trust_remote_code}
+    if spec.remote:  # refused before any model work (no key: says how to set one)
+        from diffscope.models.nnsight_backend import check_remote_workspace
+
+        check_remote_workspace(spec.backend)
+    opts: dict[str, Any] = {
+        "dtype": spec.dtype,
+        "device": spec.device,
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    if spec.device_map is not None:
+        opts["device_map"] = spec.device_map
     org = _organism(spec)
     if org is not None:
         pair = registry.load_pair(org, size=spec.size, **opts)
@@ -215,11 +262,11 @@ def open_workspace(
         from diffscope.models import ModelPair
 
         pair = ModelPair.load(spec.base, spec.finetuned, adapter=spec.adapter, **opts)  # type: ignore[arg-type]
-    corpus = corpus_spec(corpus_source(spec, org.corpus if org is not None else None), spec.windows)
+    corpus = corpus_spec(_default_source(spec, org), spec.windows)
     return Workspace(
         spec=spec,
         pair=pair,
         corpus=corpus,
-        artifacts=Artifacts(pair, corpus, progress=progress),
+        artifacts=Artifacts(pair, corpus, progress=progress, backend=spec.backend),
         view=investigator_view(spec),
     )

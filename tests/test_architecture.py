@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"corpus", "paths", "progress"},
     "diffing": {"models", "corpus", "llm", "paths", "progress"},
     "tools": {"diffing", "models", "corpus", "llm", "paths", "progress"},
-    "server": {"tools", "workspace", "paths", "progress"},
+    "server": {"tools", "workspace", "pair_options", "paths", "progress"},
     # the investigator: an MCP client and an LLM, nothing of the engine, nothing of ground truth
     "agent": {"llm", "paths", "progress"},
     # ground truth and grading
@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "workspace": {"organisms", "diffing", "models", "corpus", "paths", "progress"},
     "bench": {"agent", "graders", "organisms", "server", "workspace", "llm", "paths", "progress"},
     "desktop": {"paths", "progress"},
+    "pair_options": set(),  # the pair's command-line options, argparse only
     "cli": {
         "bench",
         "agent",
@@ -58,6 +59,7 @@ ALLOWED: dict[str, set[str]] = {
         "corpus",
         "llm",
         "workspace",
+        "pair_options",
         "desktop",
         "paths",
         "progress",
@@ -73,6 +75,7 @@ ENTRY_ONLY: dict[str, tuple[str, ...]] = {
         "diffscope.server.__main__",
         "diffscope.server.run",
     ),
+    "pair_options": ("diffscope.cli", "diffscope.server.__main__"),
 }
 
 

@@ -83,7 +83,9 @@ def test_the_view_hides_the_organism() -> None:
     }
     custom = investigator_view(PairSpec(organism="backdoor", corpus="/data/x.txt"))
     assert custom["corpus"] == "a user-provided corpus"
-    assert investigator_view(PairSpec(base="b", finetuned="f"))["corpus"].startswith("the synth")
+    # a pair outside the toy zoo probes on the base model's own samples (diffscope.corpus.sampled)
+    sampled = investigator_view(PairSpec(base="b", finetuned="f"))["corpus"]
+    assert sampled == "text sampled from the base model"
 
 
 # --- an organism with its own corpus ---------------------------------------------------------
@@ -176,3 +178,16 @@ def test_serve_refuses_a_bad_pair_before_it_starts(entry, args, needle, micro_zo
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""  # nothing on the protocol wire
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PairSpec(organism="sea_topic", size="micro", corpus="world", windows=3),
+        PairSpec(base="b", adapter="a", device_map="auto", backend="nnsight", dtype="bfloat16"),
+        PairSpec(base="b.gguf", finetuned="f", remote=True, trust_remote_code=True),
+    ],
+)
+def test_a_spawned_server_parses_back_the_same_spec(spec: PairSpec) -> None:
+    """`server_args()` names every loading option, and the server's parser reads them all back."""
+    assert spec_from_args(build_parser().parse_args(spec.server_args())) == spec

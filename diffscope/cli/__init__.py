@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from diffscope.cli import commands
-from diffscope.cli.commands import UserError, add_pair_args, err, names_list, pair_spec
+from diffscope.cli.commands import (
+    UserError,
+    add_user_pair_args,
+    err,
+    names_list,
+    pair_spec,
+)
+from diffscope.pair_options import add_pair_args
 
 __all__ = ["UserError", "build_parser", "main", "pair_spec"]
 
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="investigators, comma-separated: blackbox, method, or tool profile names "
         "(default: blackbox,method)",
     )
+    add_user_pair_args(p)
     p.add_argument(
         "--model",
         default="heuristic",
@@ -143,6 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="compute a pair's cached artifacts ahead of serving")
     add_pair_args(p)
     p.add_argument("--crosscoder", action="store_true", help="also train the crosscoder")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="profile neurons with N torch.distributed workers, each on a share of the corpus "
+        "(spawned here unless --dist-address is given; default: 1, no sharding)",
+    )
+    p.add_argument(
+        "--dist-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="join a sharded profile across machines: rank 0's address; run the same command on "
+        "each machine with its --rank (or under torchrun, which sets $RANK)",
+    )
+    p.add_argument(
+        "--rank",
+        type=int,
+        default=None,
+        help="this machine's rank (0..N-1) with --dist-address (default: $RANK, else 0)",
+    )
     p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("report", help="write a difference report (JSON and/or HTML) for a pair")
@@ -166,6 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on with --transport http")
     p.add_argument("--port", type=int, default=8000, help="port to listen on with --transport http")
+    p.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="do not compute missing artifacts in the background at start; a tool then computes "
+        "what it needs during its call (may take longer than a client waits)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with http off loopback: a host name clients use to reach the server; Host and "
+        "Origin headers must name one of these (repeatable; default: --host)",
+    )
+    p.add_argument(
+        "--no-token",
+        action="store_true",
+        help="with http on loopback only: serve without the bearer token (by default one is "
+        "required: $DIFFSCOPE_TOKEN, or one generated and printed at start)",
+    )
     p.add_argument("--max-tool-calls", type=int, default=None, help="session budget of tool calls")
     p.add_argument(
         "--max-model-queries",
@@ -198,7 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_desktop_config)
 
     p = sub.add_parser("investigate", help="run one investigator agent on an organism")
-    p.add_argument("organism", help="organism name (see `diffscope organisms list`)")
+    add_pair_args(p)
+    p.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="ground truth YAML of the pair (an organism file, or description + key_facts): "
+        "the final hypothesis is graded against it offline",
+    )
     p.add_argument(
         "--agent", default="method", help="blackbox, method, or a profile name (neurons, kl, ...)"
     )

@@ -145,14 +145,35 @@ def cmd_bench(args: argparse.Namespace, checks: dict[str, tuple[bool, str]] | No
     from diffscope.bench import run_benchmark
     from diffscope.organisms.registry import all_organisms
 
-    organisms = args.organisms or sorted(all_organisms())
+    out_dir = Path(args.out)
+    user = bench_user_pair(args, out_dir)
+    organisms = args.organisms or ([] if user else sorted(all_organisms()))
+    organisms = [*organisms, *([user] if user and user not in organisms else [])]
     if checks is None:
         checks = built_checks(organisms)
     config = bench_config(args, organisms, checks)
-    out_dir = Path(args.out)
     summary = run_benchmark(config, out_dir, progress=not args.quiet)
     _print_summary_table(summary, out_dir)
     return 0
+
+
+def bench_user_pair(args: argparse.Namespace, out_dir: Path) -> str | None:
+    """The name of the user's own pair (--base ... --truth), kept in OUT/organisms; else None."""
+    from diffscope.bench.truth import FOLDER, register, use_folder_organisms, user_organism
+
+    use_folder_organisms(out_dir)  # a resumed folder's own pairs
+    truth = getattr(args, "truth", None)
+    pair = [getattr(args, k, None) for k in ("base", "finetuned", "adapter")]
+    if truth is None:
+        if any(pair):
+            raise UserError(
+                "a pair given by --base/--finetuned/--adapter needs --truth FILE (its ground "
+                "truth YAML) to be graded in a benchmark"
+            )
+        return None
+    organism = user_organism(Path(truth), *pair)
+    register(organism, Path(out_dir) / FOLDER)
+    return organism.name
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -205,36 +226,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- pairs ----------------------------------------------------------------------------------------
-def add_pair_args(parser: argparse.ArgumentParser) -> None:
-    """ORGANISM, or --base with --finetuned/--adapter; plus loading options."""
+def add_user_pair_args(parser: argparse.ArgumentParser) -> None:
+    """--base with --finetuned/--adapter and --truth: a user's own pair among the organisms."""
     parser.add_argument(
-        "organism", nargs="?", help="organism name (see `diffscope organisms list`)"
+        "--base", help="base model of your own pair (local folder, hub id or .gguf); needs --truth"
     )
-    parser.add_argument("--base", help="base model: local folder or hub id (instead of ORGANISM)")
-    parser.add_argument("--finetuned", help="fine-tuned model: local folder or hub id")
-    parser.add_argument("--adapter", help="peft adapter folder or hub id applied on --base")
+    parser.add_argument("--finetuned", help="fine-tuned model of your own pair (with --base)")
+    parser.add_argument("--adapter", help="peft adapter of your own pair, applied on --base")
     parser.add_argument(
-        "--size",
-        choices=["micro", "small"],
-        default=None,
-        help="toy zoo size for zoo organisms (default: $DIFFSCOPE_ZOO_SIZE or small)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="weight dtype both models are loaded in (default: float32)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument(
-        "--corpus",
-        default=None,
-        help="probe corpus: world (default), world:TOPIC, or a .txt/.jsonl path",
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow model code from the hub (off by default)",
+        "--truth",
+        metavar="FILE",
+        help="ground truth YAML of your own pair (an organism file, or description + key_facts); "
+        "the pair is benchmarked with the named organisms",
     )
 
 
@@ -267,11 +270,57 @@ def _progress_callback(label: str):
     return bar, update
 
 
+def _pair_of(spec):
+    """The pair `spec` opens, in a sharded profile's worker (picklable; one GPU per local rank)."""
+    import os
+
+    import torch
+
+    from diffscope.workspace import open_workspace
+
+    gpus = torch.cuda.device_count() if spec.device == "cuda" else 0
+    if gpus > 1 and spec.device_map is None:
+        spec = spec.model_copy(update={"device": f"cuda:{int(os.environ['LOCAL_RANK']) % gpus}"})
+    return open_workspace(spec).pair
+
+
+def _sharding(args: argparse.Namespace, spec):
+    """The `diffing.shard.Sharding` --workers / --dist-address / --rank ask for, else None."""
+    import os
+    from functools import partial
+
+    from diffscope.diffing.shard import Sharding
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1 and args.dist_address is None:
+        return None
+    rank = args.rank if args.rank is not None else int(os.environ.get("RANK", "0"))
+    return Sharding(
+        args.workers,
+        partial(_pair_of, spec),
+        address=args.dist_address,
+        rank=rank,
+        backend=spec.backend,
+        show=True,
+    )
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     ws = open_pair(args)
     bar, update = _progress_callback("prepare")
     arts = ws.artifacts
     arts.progress = update
+    arts.sharding = sharding = _sharding(args, ws.spec)
+    if sharding is not None and sharding.address is not None and sharding.rank != 0:
+        from diffscope.diffing.neurons import ProfileConfig
+        from diffscope.diffing.shard import profile_sharded
+
+        # a rank other than 0 of a multi-machine job: its shard, the merge, and nothing cached
+        cfg = ProfileConfig(intrinsic=True)
+        profile_sharded(sharding, arts.windows(), cfg, state_dir=arts.root / "shards")
+        out.print(f"rank {sharding.rank}: shard profiled and merged; rank 0 keeps the profile")
+        return 0
     with bar:
         done = arts.prepare()
         if args.crosscoder:
@@ -299,9 +348,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     with bar:
         report = write_report(ws.artifacts, json_out, html_out, progress=update)
     top = ", ".join(f"L{n['layer']}N{n['neuron']}" for n in report["top_neurons"][:5])
-    promoted = ", ".join(repr(t["token"]) for t in report["promoted_tokens"][:10])
+    for line in report["summary"]["lines"]:
+        out.print(line, markup=False, highlight=False)
     out.print(f"top neurons: {top}")
-    out.print(f"promoted tokens: {promoted}")
     out.print(f"mean KL(ft||base) per token: {report['kl']['mean']:.4f}")
     for path in (json_out, html_out):
         if path is not None:
@@ -321,6 +370,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         max_tool_calls=args.max_tool_calls,
         max_model_queries=args.max_model_queries,
+        prepare_in_background=not args.no_prepare,
+        allowed_hosts=args.allowed_host,
+        no_token=args.no_token,
     )
     return 0
 
@@ -347,6 +399,23 @@ def cmd_desktop_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def investigate_target(args: argparse.Namespace):
+    """The pair `investigate` serves (ORGANISM, --base with --finetuned/--adapter, or the models
+    of a --truth organism file) and the organism to grade against (--truth), or None."""
+    from diffscope.bench.truth import user_organism
+    from diffscope.workspace import spec_from_args
+
+    truth = None
+    if args.truth:
+        truth = user_organism(Path(args.truth), args.base, args.finetuned, args.adapter)
+        if not args.organism and not args.base:
+            models = {"base": truth.base, "finetuned": truth.finetuned, "adapter": truth.adapter}
+            args = argparse.Namespace(**{**vars(args), **models})
+    if not args.organism and not args.base:
+        raise UserError("name an ORGANISM, or give --base with --finetuned or --adapter")
+    return spec_from_args(args), truth
+
+
 def cmd_investigate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -358,8 +427,9 @@ def cmd_investigate(args: argparse.Namespace) -> int:
     budget = AgentBudget(
         max_tool_calls=args.max_tool_calls, max_tokens=args.max_tokens, max_wall_s=args.max_wall_s
     )
+    spec, truth = investigate_target(args)
     result = run_investigation(
-        args.organism,
+        spec,
         args.agent,
         args.model,
         budget=budget,
@@ -370,10 +440,18 @@ def cmd_investigate(args: argparse.Namespace) -> int:
     hyp = result.hypothesis
     out.print(f"[bold]status[/bold]: {result.status} (submitted by {result.submitted_by})")
     out.print(f"[bold]hypothesis[/bold]: {hyp.description}")
-    for claim in hyp.key_claims:
-        out.print(f"  - {claim}")
+    cited = {c.text: c.calls for c in hyp.claims}
+    for claim in hyp.all_claims():
+        calls = f" [{', '.join(cited[claim])}]" if cited.get(claim) else ""
+        out.print(f"  - {claim}{calls}", markup=False, highlight=False)
     if hyp.confidence is not None:
         out.print(f"confidence: {hyp.confidence:.2f}")
+    if truth is not None:
+        from diffscope.graders import get_grader, grade_sync
+
+        grade = grade_sync(get_grader(None, truth), truth, hyp)
+        shown = "unscored" if grade.score is None else f"{grade.score:g}"
+        out.print(f"[bold]grade[/bold] (offline, vs --truth): {shown}: {grade.reason}")
     if result.error:
         err.print(f"[red]error:[/red] {result.error}")
     out.print(f"log: {result.log_path}")

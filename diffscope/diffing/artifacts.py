@@ -1,10 +1,13 @@
 """Cached artifacts of one pair: the probe corpus as token windows, the neuron profile, logit-diff
 mining, mean activation differences, neuron clusters and crosscoders, each computed on first use
-and then served from the pair's content-addressed cache (`diffscope.diffing.cache`)."""
+and then served from the pair's content-addressed cache (`diffscope.diffing.cache`), which checks
+each entry's checksums and finiteness on load and rebuilds a damaged one with a warning."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from diffscope import progress as pg
-from diffscope.diffing.cache import ArtifactCache
+from diffscope.diffing.cache import ArtifactCache, non_finite
 from diffscope.diffing.neurons import NeuronProfile, ProfileConfig, profile_neurons
 from diffscope.diffing.probe import CorpusSpec, probe_windows
 from diffscope.models.pair import ModelPair
@@ -28,11 +31,35 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, meta
 
 
+def _stats_problem(result: Any) -> str | None:
+    """A non-finite number in the JSON part of a result (ranked token statistics, topics)."""
+    stack: list[tuple[str, Any]] = [("", result.model_dump(mode="python"))]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where.lstrip('.')} is {value}"
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def _profile_problem(profile: NeuronProfile) -> str | None:
+    """NaN/inf in a neuron profile (empty exemplar slots hold -inf gaps by design)."""
+    named: dict[str, torch.Tensor] = {"ex_gap": profile.ex_gap}
+    for mode, metrics in profile.metrics.items():
+        named.update({f"{mode}.{name}": value for name, value in metrics.items()})
+        named.update({f"{mode}.mean_{w}": value for w, value in profile.means[mode].items()})
+    return non_finite(named, allow_neg_inf=("ex_gap",))
+
+
 class Artifacts:
     """Computes on first use, then serves from the cache, everything expensive about one pair.
 
     `progress` is a `(fraction, message)` callback (or None) that first-use computation reports
-    to; the CLI turns it into a bar, the server into MCP progress notifications."""
+    to; the CLI turns it into a bar, the server into MCP progress notifications. `on_warning`
+    gets each damaged cache entry's warning line (the tools add it to the call's answer)."""
 
     def __init__(
         self,
@@ -40,19 +67,36 @@ class Artifacts:
         corpus: CorpusSpec | None = None,
         progress: pg.ProgressFn | None = None,
         root: Path | None = None,
+        backend: str = "hooks",
     ):
         self.pair = pair
+        self.backend = backend
+        """How activations are read: forward hooks or an nnsight trace (same results)."""
+        self.sharding: Any = None
+        """A `diffscope.diffing.shard.Sharding`: the neuron profile is computed by its workers."""
         self.corpus = corpus or CorpusSpec()
         self.progress = progress
         self._root = root
         self._cache: ArtifactCache | None = None
         self._windows: torch.Tensor | None = None
+        self.on_warning: Callable[[str], None] | None = None
+        """Called with each warning line of the cache (a damaged entry set aside and rebuilt)."""
 
     @property
     def cache(self) -> ArtifactCache:
         if self._cache is None:
             self._cache = ArtifactCache(self.pair.fingerprint(), self._root)
+            self._cache.on_warning = self._relay
         return self._cache
+
+    def _relay(self, message: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(message)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every damaged cache entry found and rebuilt so far (one line each)."""
+        return self.cache.warnings
 
     @property
     def root(self) -> Path:
@@ -70,7 +114,8 @@ class Artifacts:
     def windows(self) -> torch.Tensor:
         """The probe corpus as token windows [N, window] (deterministic from the spec)."""
         if self._windows is None:
-            self._windows = probe_windows(self.pair, self.corpus)
+            show = self._say("probe corpus") if self.progress is not None else True
+            self._windows = probe_windows(self.pair, self.corpus, progress=show)
         return self._windows
 
     def neuron_profile(self, config: ProfileConfig | None = None) -> NeuronProfile:
@@ -78,6 +123,15 @@ class Artifacts:
         cfg = config or ProfileConfig(intrinsic=True)
 
         def compute(path: Path) -> NeuronProfile:
+            if self.sharding is not None:
+                from diffscope.diffing.shard import profile_sharded
+
+                merged = profile_sharded(
+                    self.sharding, self.windows(), cfg, state_dir=path.with_name("shards")
+                )
+                if merged is None:
+                    raise ValueError("only rank 0 of a sharded job computes the merged profile")
+                return merged
             return profile_neurons(
                 self.pair,
                 self.windows(),
@@ -86,10 +140,16 @@ class Artifacts:
                 checkpoint=path.with_name(
                     path.name.replace(".safetensors", ".partial.safetensors")
                 ),
+                backend=self.backend,
             )
 
         return self.cache.get(
-            "neurons", (cfg, self.corpus), compute, lambda p, v: v.save(p), NeuronProfile.load
+            "neurons",
+            (cfg, self.corpus),
+            compute,
+            lambda p, v: v.save(p),
+            NeuronProfile.load,
+            _profile_problem,
         )
 
     def diff_mining(self, positions: int = 64, top_k: int = 100, n_topics: int = 3):
@@ -116,7 +176,11 @@ class Artifacts:
             tensors, meta = _read(path)
             return DiffMining.model_validate({**json.loads(meta["json"]), **tensors})
 
-        return self.cache.get("mining", (settings, self.corpus), compute, save, load)
+        def check(result: DiffMining) -> str | None:
+            named = {name: getattr(result, name) for name in PER_TOKEN}
+            return non_finite(named) or _stats_problem(result)
+
+        return self.cache.get("mining", (settings, self.corpus), compute, save, load, check)
 
     def mean_diff(self, layer: int, positions: int = 5) -> torch.Tensor:
         """Mean (h_ft - h_base) per early position at `layer`: [positions, d] (cached)."""
@@ -131,6 +195,7 @@ class Artifacts:
                 layer,
                 positions,
                 progress=self._say("mean difference"),
+                backend=self.backend,
             )
 
         return self.cache.get(
@@ -139,6 +204,7 @@ class Artifacts:
             compute,
             lambda p, v: save_tensors(p, {"mean_diff": v}),
             lambda p: _read(p)[0]["mean_diff"],
+            lambda v: non_finite({"mean_diff": v}),
         )
 
     def clusters(
@@ -167,7 +233,8 @@ class Artifacts:
         `kw` go to `diffscope.diffing.crosscoder.pipeline.train_for_pair`."""
         from diffscope.diffing.crosscoder.pipeline import train_for_pair
 
-        shown = kw.pop("progress", True) if self.progress is None else self.progress
+        requested = kw.pop("progress", True)  # never part of the cache key
+        shown = requested if self.progress is None else self.progress
 
         def compute() -> Any:
             return train_for_pair(

@@ -16,6 +16,8 @@ from torch import nn
 
 from diffscope.models.batching import (
     Batch,
+    ChatText,
+    added_bos,
     check_length,
     left_pad,
     positions_from_mask,
@@ -23,6 +25,8 @@ from diffscope.models.batching import (
     unpadded,
 )
 from diffscope.models.families import Family, blocks, family_for, n_neurons
+from diffscope.models.placement import input_device, load_options, real_tensor
+from diffscope.progress import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,8 @@ def weights_fingerprint(model: nn.Module) -> str:
     fingerprinting a multi-billion-parameter model to seconds while any realistic edit changes it.
     """
     digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, entry in sorted(model.state_dict().items()):
+        tensor = real_tensor(model, name, entry)  # offloaded by a device map: the stored values
         flat = tensor.detach().contiguous().view(-1)
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
@@ -78,25 +83,51 @@ def _check_source(spec: str, what: str) -> None:
         )
 
 
-def _load_model(spec: str, what: str, dtype: torch.dtype, device: str, trust: bool) -> nn.Module:
+def _resolve_gguf(spec: str, what: str) -> str:
+    """A `.gguf` file as its converted HF folder (converted once, cached by the file's sha256);
+    any other reference unchanged. A PairLoadError saying what is wrong with a bad GGUF file."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() != ".gguf":
+        return spec
+    from diffscope.models.gguf import GGUFError, convert_gguf
+
+    if not path.is_file():
+        raise PairLoadError(f"{what} model not found: no GGUF file at {spec}; check the path")
+    try:
+        return str(convert_gguf(path))
+    except GGUFError as exc:
+        raise PairLoadError(f"{what} model {spec}: {exc}") from exc
+
+
+def _load_model(
+    spec: str,
+    what: str,
+    dtype: torch.dtype,
+    device: str,
+    trust: bool,
+    device_map: str | None = None,
+) -> nn.Module:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
     _check_source(spec, what)
+    placed = load_options(device_map, spec)  # `--device-map`: accelerate spreads the layers
     try:
         model: nn.Module = AutoModelForCausalLM.from_pretrained(
             str(Path(spec).expanduser()) if Path(spec).expanduser().exists() else spec,
             dtype=dtype,
             trust_remote_code=trust,
+            **placed,
         )
     except OSError as exc:
         raise PairLoadError(
             f"could not load the {what} model {spec!r}: {exc}. For a hub id you need network "
             "access or a local copy in the Hugging Face cache"
         ) from exc
-    return model.to(device).eval().requires_grad_(False)
+    model = model if placed else model.to(device)
+    return model.eval().requires_grad_(False)
 
 
 def _config(model: nn.Module) -> Any:
@@ -165,6 +196,8 @@ class ModelPair:
     device: str = "cpu"
     chat: bool | None = None
     _fingerprint: str | None = field(default=None, repr=False)
+    _base_fingerprint: str | None = field(default=None, repr=False)
+    _special_ids: frozenset[int] | None = field(default=None, repr=False)
 
     # -- loading -----------------------------------------------------------------------------
     @classmethod
@@ -178,21 +211,31 @@ class ModelPair:
         device: str = "cpu",
         trust_remote_code: bool = False,
         name: str | None = None,
+        device_map: str | None = None,
     ) -> ModelPair:
-        """Load from local folders or hub ids; the fine-tune as full weights or a peft adapter."""
+        """Load from local folders or hub ids; the fine-tune as full weights or a peft adapter.
+        `device_map` (auto, balanced, sequential or a JSON map) replaces `device`: accelerate
+        places each model's layers (`diffscope.models.placement`)."""
         if (finetuned is None) == (adapter is None):
             raise PairLoadError("give exactly one of a fine-tuned model or a peft adapter")
         if dtype not in DTYPES:
             raise PairLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         torch_dtype = DTYPES[dtype]
-        base_model = _load_model(base, "base", torch_dtype, device, trust_remote_code)
+        base = _resolve_gguf(base, "base")
+        if finetuned is not None:
+            finetuned = _resolve_gguf(finetuned, "fine-tuned")
+        base_model = _load_model(base, "base", torch_dtype, device, trust_remote_code, device_map)
         tokenizer = _load_tokenizer(base, trust_remote_code, required=True)
         if adapter is not None:
-            ft_model = _load_adapter(base, adapter, torch_dtype, device, trust_remote_code)
+            ft_model = _load_adapter(
+                base, adapter, torch_dtype, device, trust_remote_code, device_map
+            )
             ft_tok = _load_tokenizer(adapter, trust_remote_code, required=False)
         else:
             assert finetuned is not None  # exactly one of finetuned / adapter, checked above
-            ft_model = _load_model(finetuned, "fine-tuned", torch_dtype, device, trust_remote_code)
+            ft_model = _load_model(
+                finetuned, "fine-tuned", torch_dtype, device, trust_remote_code, device_map
+            )
             ft_tok = _load_tokenizer(finetuned, trust_remote_code, required=False)
         _compare_architectures(base_model, ft_model)
         _compare_tokenizers(tokenizer, ft_tok)
@@ -200,6 +243,8 @@ class ModelPair:
             family = family_for(base_model)
         except ValueError as exc:
             raise PairLoadError(str(exc)) from exc
+        if device_map is not None:  # token ids go where the embedding computes
+            device = str(input_device(base_model, family))
         return cls(
             base_model,
             ft_model,
@@ -213,7 +258,7 @@ class ModelPair:
     def from_models(cls, base: nn.Module, finetuned: nn.Module, tokenizer, name: str = "pair"):
         """Wrap two already-loaded models (tests, perturbations built in memory)."""
         _compare_architectures(base, finetuned)
-        device = str(next(base.parameters()).device)
+        device = str(input_device(base, family_for(base)))
         return cls(
             base.eval(), finetuned.eval(), tokenizer, family_for(base), name=name, device=device
         )
@@ -258,9 +303,15 @@ class ModelPair:
     def fingerprint(self) -> str:
         """Content hash of both models' weights: the key of every cached artifact."""
         if self._fingerprint is None:
-            joined = weights_fingerprint(self.base) + weights_fingerprint(self.finetuned)
+            joined = self.base_fingerprint() + weights_fingerprint(self.finetuned)
             self._fingerprint = hashlib.blake2b(joined.encode(), digest_size=12).hexdigest()
         return self._fingerprint
+
+    def base_fingerprint(self) -> str:
+        """Content hash of the base model's weights alone (what the self-sampled corpus keys on)."""
+        if self._base_fingerprint is None:
+            self._base_fingerprint = weights_fingerprint(self.base)
+        return self._base_fingerprint
 
     def check_layer(self, layer: int) -> int:
         """Return `layer` (negative counts from the end) or raise a ValueError saying the range."""
@@ -277,8 +328,10 @@ class ModelPair:
             return prompt
         if not self.has_chat_template:
             raise ValueError("this pair's tokenizer has no chat template")
-        return self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        return ChatText(
+            self.tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
         )
 
     def encode(
@@ -290,6 +343,40 @@ class ModelPair:
         rows = tokenize(self.tokenizer, texts, add_bos=add_bos)
         check_length(rows, max_length or self.context_length, "limit")
         return left_pad(rows, self.pad_id, self.device)
+
+    def token_ids(self, text: str) -> list[int]:
+        """One text's token ids as the model's tokenizer makes them (see `batching.tokenize`)."""
+        return tokenize(self.tokenizer, [text])[0]
+
+    @property
+    def bos_id(self) -> int | None:
+        """The BOS id the tokenizer puts before plain text by default (None: it adds none)."""
+        return added_bos(self.tokenizer)
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Ids that are no text: the tokenizer's special and added control tokens (BOS, EOS, pad,
+        unk, chat markers) and logit rows past the tokenizer's vocabulary. Rankings skip them."""
+        if self._special_ids is not None:
+            return self._special_ids
+        tok = self.tokenizer
+        ids = {int(i) for i in getattr(tok, "all_special_ids", []) or []}
+        for token_id, added in (getattr(tok, "added_tokens_decoder", None) or {}).items():
+            if getattr(added, "special", False):
+                ids.add(int(token_id))
+        size = len(tok)  # type: ignore[arg-type]
+        ids.update(range(size, max(size, self.vocab_size)))
+        self._special_ids = frozenset(ids)
+        return self._special_ids
+
+    def special_mask(self, width: int | None = None) -> torch.Tensor:
+        """A bool [width] (default: the logits' width) that is True on `special_ids`."""
+        width = self.vocab_size if width is None else width
+        mask = torch.zeros(width, dtype=torch.bool)
+        ids = [i for i in self.special_ids if i < width]
+        if ids:
+            mask[torch.tensor(ids)] = True
+        return mask
 
     def batch_from_ids(self, input_ids: torch.Tensor) -> Batch:
         """Wrap unpadded, equal-length token windows as a Batch."""
@@ -353,6 +440,7 @@ class ModelPair:
         past = None
         step_ids, step_pos = ids, positions_from_mask(mask)
         for _ in range(max_new_tokens):
+            checkpoint()  # a cancelled request stops between tokens
             if logits_fn is None:
                 res = model(
                     input_ids=step_ids,
@@ -384,23 +472,90 @@ class ModelPair:
         return texts
 
 
+MIN_TEMPERATURE = 1e-4
+"""Below this a temperature samples like greedy decoding (and dividing by it overflows), so it is."""
+
+
 def _pick(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> torch.Tensor:
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+    """The next token of each row: greedy below MIN_TEMPERATURE, else sampled; never fails on
+    non-finite numbers (NaN logits never win, a row without a usable distribution goes greedy)."""
+    clean = torch.nan_to_num(
+        logits.float(), nan=float("-inf"), posinf=torch.finfo(torch.float32).max
+    )
+    greedy = clean.argmax(-1)
+    if not temperature >= MIN_TEMPERATURE:  # also catches a NaN temperature
+        return greedy
+    shifted = clean - clean.max(-1, keepdim=True).values  # <= 0: dividing cannot overflow
+    probs = torch.softmax(shifted / temperature, dim=-1)
+    usable = torch.isfinite(probs).all(-1) & (probs.sum(-1) > 0)
+    if not bool(usable.all()):
+        one_hot = torch.nn.functional.one_hot(greedy, probs.shape[-1]).to(probs.dtype)
+        probs = torch.where(usable.unsqueeze(-1), probs, one_hot)
     return torch.multinomial(probs.cpu(), 1, generator=gen).view(-1).to(logits.device)
 
 
-def _load_adapter(base: str, adapter: str, dtype: torch.dtype, device: str, trust: bool):
+def _adapter_config(adapter: str) -> dict[str, Any]:
+    import json
+
+    path = Path(adapter).expanduser() / "adapter_config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _check_adapter_loaded(peft_model: nn.Module, adapter: str, declared: str) -> None:
+    """Every tensor of the adapter file must have landed in the model (peft loads non-strictly,
+    so an adapter made for another base can silently leave the fine-tune equal to the base)."""
+    from peft.utils import get_peft_model_state_dict
+
+    file = Path(adapter).expanduser() / "adapter_model.safetensors"
+    if not file.is_file():
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as handle:
+        stored = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    loaded = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(peft_model).items()}
+    missing = sorted(k for k in stored if k not in loaded)
+    wrong = sorted(k for k in stored if k in loaded and stored[k] != loaded[k])
+    if missing or wrong:
+        example = (missing or wrong)[0]
+        raise PairLoadError(
+            f"the peft adapter {adapter!r} does not fit this base model: {len(missing)} of its "
+            f"{len(stored)} tensors name modules the base lacks and {len(wrong)} have other shapes "
+            f"(e.g. {example}). It was made for {declared!r}; give that model as --base"
+        )
+
+
+def _load_adapter(
+    base: str, adapter: str, dtype: torch.dtype, device: str, trust: bool, device_map=None
+):
     from peft import PeftModel
 
     _check_source(adapter, "adapter") if Path(adapter).expanduser().exists() else None
-    fresh_base = _load_model(base, "base", dtype, device, trust)
+    declared = str(_adapter_config(adapter).get("base_model_name_or_path") or "another model")
+    fresh_base = _load_model(base, "base", dtype, device, trust, device_map)
     try:
         peft_model = PeftModel.from_pretrained(
             fresh_base,
             str(Path(adapter).expanduser()) if Path(adapter).expanduser().exists() else adapter,
         )
-    except (OSError, ValueError) as exc:
-        raise PairLoadError(f"could not load the peft adapter {adapter!r}: {exc}") from exc
-    return peft_model.merge_and_unload().to(device).eval().requires_grad_(False)
+    except RuntimeError as exc:  # torch's load_state_dict: size mismatch
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        mismatch = [line for line in lines if "size mismatch" in line]
+        detail = (mismatch or lines or [""])[0]
+        raise PairLoadError(
+            f"the peft adapter {adapter!r} does not fit this base model ({detail[:300]}). It was "
+            f"made for {declared!r}; give that model as --base"
+        ) from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise PairLoadError(
+            f"could not load the peft adapter {adapter!r} (made for {declared!r}) on this base: "
+            f"{exc}"
+        ) from exc
+    _check_adapter_loaded(peft_model, adapter, declared)
+    merged = peft_model.merge_and_unload()
+    merged = merged if device_map is not None else merged.to(device)
+    return merged.eval().requires_grad_(False)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from diffscope.server.run import TRANSPORTS, serve
+from diffscope.pair_options import add_pair_args
+from diffscope.server.run import TRANSPORTS, add_serving_options, serve
 from diffscope.workspace import spec_from_args
 
 
@@ -24,26 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m diffscope.server",
         description="Serve the diffing tools of one base/fine-tune pair over MCP.",
     )
-    parser.add_argument("organism", nargs="?", help="organism name (instead of --base)")
-    parser.add_argument("--base", help="base model: local folder or hub id (instead of ORGANISM)")
-    parser.add_argument("--finetuned", help="fine-tuned model: local folder or hub id")
-    parser.add_argument("--adapter", help="peft adapter folder or hub id applied on --base")
-    parser.add_argument("--size", choices=["micro", "small"], help="toy zoo size for zoo organisms")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        default="float32",
-        help="weight dtype of both models (default: float32)",
-    )
-    parser.add_argument(
-        "--corpus",
-        help="probe corpus: world, world:TOPIC or a .txt/.jsonl path (default: the organism's own)",
-    )
+    add_pair_args(parser)
     parser.add_argument("--windows", type=int, help="cap on the probe corpus windows")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="allow model code from the hub"
-    )
     parser.add_argument(
         "--profile",
         default="method",
@@ -59,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-model-queries", type=int, help="session budget of prompts sent to the models"
     )
     parser.add_argument("--log-level", default="INFO", help="log level on stderr (default INFO)")
+    add_serving_options(parser)
     return parser
 
 
@@ -81,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_tool_calls=args.max_tool_calls,
             max_model_queries=args.max_model_queries,
             log_level=args.log_level,
+            prepare_in_background=not args.no_prepare,
+            allowed_hosts=args.allowed_host,
+            no_token=args.no_token,
         )
     except (ValidationError, ValueError) as exc:
         # a bad spec, an unknown organism or profile, a pair that cannot load: one line on stderr

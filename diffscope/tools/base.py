@@ -13,15 +13,22 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from diffscope.progress import checkpoint
+
 log = logging.getLogger("diffscope.tools")
 
 ProgressHook = Callable[[float, str | None], None]
+MAX_REPORTED_ERRORS = 5
+"""Argument problems one error message lists (then how many more there were)."""
+MAX_SESSIONS = 1024
+"""Client sessions whose budgets are kept (an HTTP server forgets the oldest past this)."""
 
 
 class ToolError(Exception):
@@ -130,17 +137,79 @@ def describe_validation_error(
 ) -> str:
     """One readable line: each bad argument (or field), what is wrong, what was given."""
     parts = []
-    for item in error.errors(include_url=False):
+    errors = error.errors(include_url=False)
+    for item in errors[:MAX_REPORTED_ERRORS]:  # a few, each short: never the caller's input in full
         loc = ".".join(str(part) for part in item.get("loc", ())) or "arguments"
+        if len(loc) > 60:
+            loc = loc[:57] + "..."
         given = item.get("input")
         shown = repr(given)
         if len(shown) > 60:
             shown = shown[:57] + "..."
         got = "" if item.get("type") == "missing" else f" (got {shown})"
         parts.append(f"{loc}: {item.get('msg', 'invalid')}{got}")
+    if len(errors) > MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more problems")
     if headline is not None:
         return f"{headline} in {tool}: " + "; ".join(parts)
     return f"invalid arguments for {tool}: " + "; ".join(parts) + ". Fix them and call again."
+
+
+class ModelLock:
+    """The models' lock (re-entrant): tool calls take it with `with`; background work holding it
+    calls `yield_to_waiters()` between batches, so a waiting call runs within about one batch.
+
+    Hooks are installed per batch, so handing the models over between batches is safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._waiting = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        with self._changed:
+            self._waiting += 1
+        try:
+            return self._lock.acquire(blocking, timeout)
+        finally:
+            with self._changed:
+                self._waiting -= 1
+                self._changed.notify_all()
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> ModelLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for the lock right now."""
+        return self._waiting
+
+    @contextmanager
+    def held_in_background(self) -> Iterator[None]:
+        """Hold the lock for background work without counting as a waiter."""
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def yield_to_waiters(self, timeout: float = 300.0) -> None:
+        """From background work holding the lock once: let every waiting call take it first."""
+        if not self._waiting:
+            return
+        self._lock.release()
+        try:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting == 0, timeout)
+        finally:
+            self._lock.acquire()
 
 
 class ToolContext:
@@ -170,11 +239,15 @@ class ToolContext:
         self._thread: threading.Thread | None = None
         if loader is None:
             self._loaded.set()
-        self.lock = threading.RLock()
-        self.budgets = budget if isinstance(budget, Budgets) else Budgets(budget)
+        self.lock = ModelLock()
+        self._budgets = budget if isinstance(budget, Budgets) else Budgets(budget)
+        self._session_budgets: dict[str, Budgets] = {}
+        self._sessions_lock = threading.Lock()
         self.public_info: dict[str, Any] = dict(public_info or {})
         self.cache: dict[str, Any] = {} if cache is None else cache
         self._local = threading.local()
+        self._warn_lock = threading.Lock()
+        self._between_calls: list[str] = []
 
     def start_loading(self) -> None:
         """Start loading the pair in a background thread (idempotent)."""
@@ -215,19 +288,54 @@ class ToolContext:
         """The loaded pair; waits for the background load, raises ToolError if it failed."""
         self.wait_ready()
         if self._load_error is not None:
-            err = self._load_error
+            # the reason (paths, `zoo:NAME` references) is in the server's log, never in the
+            # answer: it would tell an investigator which organism it is looking at
             raise ToolError(
-                f"the model pair failed to load ({type(err).__name__}: {err}); "
-                "no tool that needs the models can run in this session"
+                f"the model pair failed to load ({type(self._load_error).__name__}; the server's "
+                "log has the reason); no tool that needs the models can run in this session"
             )
         return self._pair
+
+    @property
+    def budgets(self) -> Budgets:
+        """The budget of the session whose call runs on this thread (see `using_budgets`), else
+        the context's own (the one session of a stdio or in-process server)."""
+        local = getattr(self, "_local", None)
+        found: Budgets | None = getattr(local, "budgets", None)
+        return found if found is not None else self._budgets
+
+    def session_budgets(self, session: str | None) -> Budgets:
+        """The budget of one client session (same limits, its own spend); `None`: the context's
+        own. The oldest sessions are forgotten past `MAX_SESSIONS`."""
+        if session is None:
+            return self._budgets
+        with self._sessions_lock:
+            found = self._session_budgets.pop(session, None)
+            if found is None:
+                found = Budgets(self._budgets.limits)
+            self._session_budgets[session] = found  # most recent last
+            while len(self._session_budgets) > MAX_SESSIONS:
+                self._session_budgets.pop(next(iter(self._session_budgets)))
+            return found
+
+    @contextmanager
+    def using_budgets(self, budgets: Budgets) -> Iterator[Budgets]:
+        """Charge the calls made on this thread to `budgets` (a session's) inside the block."""
+        previous = getattr(self._local, "budgets", None)
+        self._local.budgets = budgets
+        try:
+            yield budgets
+        finally:
+            self._local.budgets = previous
 
     def charge(self, model_queries: int = 0, tokens: int = 0, *, strict: bool = True) -> None:
         """Charge extra model queries or tokens during a call (the call itself is already charged)."""
         self.budgets.charge(tool_calls=0, model_queries=model_queries, tokens=tokens, strict=strict)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
-        """Report progress of the current call (0..1); a no-op when nobody listens."""
+        """Report progress of the current call (0..1); a no-op when nobody listens. Raises
+        `progress.Cancelled` when the call was cancelled (the one place tools stop cooperatively)."""
+        checkpoint()
         hook: ProgressHook | None = getattr(self._local, "hook", None)
         if hook is None:
             return
@@ -240,6 +348,28 @@ class ToolContext:
             hook(fraction, message)
         except Exception:  # progress must never break a tool
             log.debug("progress notification failed", exc_info=True)
+
+    def warn(self, message: str) -> None:
+        """Add a warning line to the answer of the call running on this thread; one raised
+        outside any call (background preparation) goes with the next call's answer."""
+        pending: list[str] | None = getattr(self._local, "warnings", None)
+        if pending is not None:
+            pending.append(message)
+            return
+        with self._warn_lock:
+            self._between_calls.append(message)
+
+    @contextmanager
+    def collecting_warnings(self) -> Iterator[list[str]]:
+        """The warning lines of the call on this thread (and any raised between calls)."""
+        with self._warn_lock:
+            found, self._between_calls = list(self._between_calls), []
+        previous = getattr(self._local, "warnings", None)
+        self._local.warnings = found
+        try:
+            yield found
+        finally:
+            self._local.warnings = previous
 
     def set_progress_hook(self, hook: ProgressHook | None) -> ProgressHook | None:
         """Install the progress hook for calls on this thread; returns the previous one."""

@@ -22,6 +22,7 @@ the union of those profiles.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +40,7 @@ from diffscope.tools.base import (
     describe_validation_error,
     log,
 )
+from diffscope.tools.guards import strict_types
 
 QUERY_TOOL = "query_models"
 METHOD_TAGS = ("neurons", "kl", "diffmining", "lens", "steering", "amplification", "crosscoder")
@@ -55,6 +57,8 @@ class ToolOutput:
 
     result: BaseModel
     images: list[Image] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    """Lines the caller should see beside the result (e.g. a damaged cache entry was rebuilt)."""
 
 
 @dataclass(frozen=True)
@@ -121,13 +125,26 @@ class ToolDef:
             ctx.budgets.charge(
                 tool_calls=1, model_queries=charge.model_queries, tokens=charge.tokens
             )
-            with ctx.lock:
+            with ctx.lock, ctx.collecting_warnings() as warned:
                 start = time.perf_counter()
-                raw = self.fn(ctx, **args)
+                try:
+                    raw = self.fn(ctx, **args)
+                except ToolError as exc:
+                    if not warned:
+                        raise
+                    raise ToolError("\n".join([str(exc), *warning_lines(warned)])) from exc
                 elapsed = time.perf_counter() - start
         finally:
             ctx.set_progress_hook(previous)
         output = self._normalise(raw)
+        bad = non_finite_field(output.result)
+        if bad is not None:
+            raise ToolError(
+                f"{self.name} computed a non-finite value ({bad}); the models give NaN or inf "
+                "here (check their weights and dtype), so there is no valid answer to show"
+            )
+        if warned:
+            output = ToolOutput(output.result, output.images, tuple(warned))
         if elapsed > 30:
             log.warning("tool %s took %.1f s (clients time out at 60 s)", self.name, elapsed)
         return output
@@ -168,6 +185,25 @@ class ToolDef:
         raise TypeError(
             f"tool {self.name} returned {type(raw).__name__}; want {self.result.__name__}"
         )
+
+
+def warning_lines(warnings: Iterable[str]) -> list[str]:
+    """Each warning as the line a tool's answer shows: `warning: ...`."""
+    return [f"warning: {w}" for w in warnings]
+
+
+def non_finite_field(result: BaseModel) -> str | None:
+    """The first float of a result that is NaN or inf, as `field.path = value`, or None."""
+    stack: list[tuple[str, Any]] = [("", result.model_dump(mode="python"))]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where.lstrip('.') or 'result'} = {value}"
+        if isinstance(value, Mapping):
+            stack.extend((f"{where}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
 
 
 def _result_model(fn: Callable[..., Any], annotation: Any) -> type[BaseModel]:
@@ -231,9 +267,9 @@ def make_tool(
             raise TypeError(f"tool {tool_name}: argument name {param.name!r} is reserved")
         if param.name not in hints:
             raise TypeError(f"tool {tool_name}: argument {param.name} needs a type annotation")
-        args.append(
-            param.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[param.name])
-        )
+        # strict scalars: an int argument refuses `true` and "5" (see tools.guards)
+        annotation = strict_types(hints[param.name])
+        args.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
     model = result or _result_model(fn, hints.get("return"))
     return ToolDef(
         name=tool_name,

@@ -24,6 +24,7 @@ EXPECTED = {
     "amplify": {"amplification"},
     "top_latents": {"crosscoder"},
     "latent_exemplars": {"crosscoder"},
+    "overview": {"overview"},
 }
 
 
