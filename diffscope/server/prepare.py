@@ -1,12 +1,12 @@
 """Background preparation: the artifacts a profile's tools need, computed while the server answers.
 
 A `Preparer` owns one daemon thread that runs `Job`s in order: at start it queues what the served
-profile needs (the probe corpus windows, the mean difference at the middle layer, the diff
-mining, the neuron profile: cheapest first, so more tools become ready sooner); a call that
-needs another artifact (a lens at another layer) queues it, and so can a client through the job
-tools (`start_job`, `job_status`, `cancel_job` in `diffscope.server.jobs`). With the artifacts
-already cached (`diffscope prepare`) every job only loads its file, so everything is ready at
-once.
+profile needs (the probe corpus windows, the default KL probe's answer, the mean difference at
+the middle layer, the diff mining, the neuron profile: cheapest first, so more tools become ready
+sooner); a call that needs another artifact (a lens at another layer) queues it, and so can a
+client through the job tools (`start_job`, `job_status`, `cancel_job` in `diffscope.server.jobs`).
+With the artifacts already cached (`diffscope prepare`) every job only loads its file, so
+everything is ready at once.
 
 A tool whose artifact is not ready answers a `Preparing` result within `wait_s` seconds (what is
 being computed, the share done, an estimate of the time left, which tools are ready now) instead
@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from diffscope import progress as pg
 from diffscope.tools.base import ToolContext
 from diffscope.tools.common import artifacts, model_pair
+from diffscope.tools.kl import is_default_corpus_call, prepare_default_probe
 
 log = logging.getLogger("diffscope.server.prepare")
 
@@ -39,6 +40,7 @@ LOAD_JOB = "the model pair"
 # that have not started yet): measured on the toy zoo, neurons ~ 2x mining ~ 10x mean diff
 WEIGHTS = {
     "windows": 0.05,
+    "kl_probe": 0.1,
     "mean_diff": 0.2,
     "diff_mining": 1.0,
     "neuron_profile": 2.0,
@@ -157,6 +159,8 @@ class Preparer:
     def _default_keys(self) -> list[str]:
         artifact_tools = {"kl_probe", "difference_lens", "steer", "top_promoted_tokens"}
         keys = ["windows"] if (artifact_tools | set(NEURON_TOOLS)) & set(self.tool_names) else []
+        if "kl_probe" in self.tool_names:
+            keys.append("kl_probe")
         if {"difference_lens", "steer"} & set(self.tool_names):
             keys.append(mean_diff_key(model_pair(self.context).n_layers // 2))
         if "top_promoted_tokens" in self.tool_names:
@@ -172,6 +176,14 @@ class Preparer:
         arts = artifacts(self.context)
         if key == "windows":
             return Job(job_id, key, "the probe corpus windows", arts.windows, WEIGHTS[key])
+        if key == "kl_probe":
+            return Job(
+                job_id,
+                key,
+                "the KL probe of the probe corpus (kl_probe's default answer)",
+                lambda: prepare_default_probe(self.context),
+                WEIGHTS[key],
+            )
         if key == "neuron_profile":
             return Job(job_id, key, "the neuron profile", arts.neuron_profile, WEIGHTS[key])
         if key == "diff_mining":
@@ -316,7 +328,8 @@ class Preparer:
     def needs(self, tool: str, args: Mapping[str, Any]) -> list[str]:
         """The artifact keys a call needs (beyond the pair), from its name and arguments."""
         if tool == "kl_probe" and args.get("prompts") is None:
-            return ["windows"]  # the corpus windows stand in for prompts
+            # the corpus windows stand in for prompts; the default call's answer is prepared
+            return ["windows", "kl_probe"] if is_default_corpus_call(args) else ["windows"]
         if tool in NEURON_TOOLS:
             return ["neuron_profile"]
         if tool == "top_promoted_tokens":

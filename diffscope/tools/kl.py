@@ -1,18 +1,27 @@
 """`kl_probe`: where the fine-tune's next-token distribution departs most from the base model's,
-on the caller's prompts or on a slice of the pair's probe corpus, with an optional per-token plot."""
+on the caller's prompts or on a slice of the pair's probe corpus, with an optional per-token plot.
+
+The default call (the corpus, DEFAULT_WINDOWS windows) is the first thing an investigator asks,
+so its answer is a prepared artifact: the server's background preparation computes it right after
+the probe corpus windows (`prepare_default_probe`; the key `kl_probe` in
+`diffscope.server.prepare`) and a cold call answers "preparing" within seconds instead of running
+both models while the client waits. Corpus probes are memoised per context (the windows and the
+pair never change under it), so a repeated call answers at once. Any other call runs at once,
+refused when its estimated cost (`diffscope.tools.compute`) passes the per-call limit.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import BaseModel, Field
 
 from diffscope.diffing import kl as engine
 from diffscope.diffing.kl import KLPosition
-from diffscope.models.batching import Inputs, left_pad
+from diffscope.models.batching import left_pad
 from diffscope.models.pair import ModelPair
+from diffscope.tools import compute
 from diffscope.tools.base import Charge, Image, ToolContext
 from diffscope.tools.common import (
     ChatArg,
@@ -28,6 +37,11 @@ from diffscope.tools.registry import tool
 MAX_PROMPTS = 16
 MAX_WINDOWS = 64
 PLOT_TOKENS = 64
+DEFAULT_WINDOWS = 16
+DEFAULT_K = 8
+DEFAULT_TOP_TOKENS = 5
+MEMO_KEY = "tools.kl_probe.memo"
+MEMO_SIZE = 8
 
 
 class KLProbeResult(BaseModel):
@@ -65,6 +79,81 @@ def _plot(pair: ModelPair, row: Sequence[int]) -> Image:
     return Image.from_figure(fig, dpi=90)
 
 
+def _memo(ctx: ToolContext) -> dict[tuple[Any, ...], Any]:
+    memo = ctx.cache.get(MEMO_KEY)
+    if not isinstance(memo, dict):
+        memo = ctx.cache[MEMO_KEY] = {}
+    return memo
+
+
+def _remember(ctx: ToolContext, key: tuple[Any, ...], value: Any) -> Any:
+    memo = _memo(ctx)
+    memo[key] = value
+    while len(memo) > MEMO_SIZE:  # oldest first (dicts keep insertion order)
+        memo.pop(next(iter(memo)))
+    return value
+
+
+def corpus_probe(ctx: ToolContext, n_windows: int, k: int, top_tokens: int) -> engine.KLProbe:
+    """The KL probe of the first `n_windows` probe-corpus windows (memoised per context)."""
+    key = ("probe", n_windows, k, top_tokens)
+    found = _memo(ctx).get(key)
+    if isinstance(found, engine.KLProbe):
+        return found
+    pair = model_pair(ctx)
+    with engine_errors():
+        windows = artifacts(ctx).windows()[:n_windows]
+    lengths = [int(windows.shape[1])] * int(windows.shape[0])
+    _check_cost(pair, lengths, "call again with n_windows={}")
+    with engine_errors():
+        probe = engine.kl_probe(
+            pair, windows, k=k, top_tokens=top_tokens, chat=False, progress=ctx.progress
+        )
+    return _remember(ctx, key, probe)
+
+
+def _corpus_plot(ctx: ToolContext) -> tuple[Image, int]:
+    """The plot of the first corpus window (memoised) and how many tokens it shows."""
+    found = _memo(ctx).get(("plot",))
+    if found is not None:
+        return found
+    pair = model_pair(ctx)
+    with engine_errors():
+        first = artifacts(ctx).windows()[0].tolist()
+    return _remember(ctx, ("plot",), (_plot(pair, first), min(len(first), PLOT_TOKENS)))
+
+
+def prepare_default_probe(ctx: ToolContext) -> None:
+    """Compute the default call's answer ahead (the server's background preparation)."""
+    corpus_probe(ctx, DEFAULT_WINDOWS, DEFAULT_K, DEFAULT_TOP_TOKENS)
+    _corpus_plot(ctx)
+
+
+def is_default_corpus_call(args: Mapping[str, Any]) -> bool:
+    """Whether a call's (validated or raw) arguments ask for the prepared default probe."""
+    return (
+        args.get("prompts") is None
+        and args.get("n_windows", DEFAULT_WINDOWS) == DEFAULT_WINDOWS
+        and args.get("k", DEFAULT_K) == DEFAULT_K
+        and args.get("top_tokens", DEFAULT_TOP_TOKENS) == DEFAULT_TOP_TOKENS
+    )
+
+
+def _check_cost(pair: ModelPair, lengths: list[int], suggest: str) -> None:
+    """Refuse a probe estimated past the per-call limit: both models' forward over every token
+    (batches of 8, padded to their longest) and the plot's."""
+
+    def estimate(n: int) -> float:
+        rows = lengths[:n]
+        padded = sum(max(rows[i : i + 8]) * len(rows[i : i + 8]) for i in range(0, len(rows), 8))
+        return compute.forward_s(pair, padded + min(rows[0], PLOT_TOKENS))
+
+    fits = compute.largest_fitting(lambda n: estimate(n) <= compute.CALL_LIMIT_S, len(lengths))
+    smaller = suggest.format(fits) if fits is not None else "call again with shorter prompts"
+    what = f"{len(lengths)} samples, {sum(lengths)} tokens through both models"
+    compute.check_cost("kl_probe", estimate(len(lengths)), what, smaller)
+
+
 def _cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=len(args["prompts"] or []))
 
@@ -83,11 +172,11 @@ def kl_probe(
     n_windows: Annotated[
         int,
         Field(ge=1, le=MAX_WINDOWS, description="corpus windows to probe when prompts is omitted"),
-    ] = 16,
-    k: Annotated[int, Field(ge=1, le=50, description="highest-KL positions to return")] = 8,
+    ] = DEFAULT_WINDOWS,
+    k: Annotated[int, Field(ge=1, le=50, description="highest-KL positions to return")] = DEFAULT_K,
     top_tokens: Annotated[
         int, Field(ge=1, le=20, description="moved tokens shown per position, up and down")
-    ] = 5,
+    ] = DEFAULT_TOP_TOKENS,
     chat: ChatArg = None,
     plot: Annotated[
         bool, Field(description="attach a bar plot of KL per token of the first sample")
@@ -97,40 +186,36 @@ def kl_probe(
 
     Each top position gives its context, the next token, both models' favourite next token and the
     tokens whose probability rose and fell most. Prompts count as model queries; corpus windows
-    are free.
+    are free. The default call (16 corpus windows) is prepared by the server in the background:
+    while it is computed the call answers "preparing"; after that it answers at once. Other calls
+    run at once; one estimated past about 20 s (many long prompts on a large pair) is refused
+    with the n_windows or number of prompts that fits.
     """
     pair = model_pair(ctx)
-    if prompts is not None:
-        templated = use_chat(pair, chat)
-        check_prompts(pair, prompts, chat=templated)
-        inputs: Inputs = prompts
-    else:
-        templated = False
-        with engine_errors():
-            inputs = artifacts(ctx).windows()[:n_windows]
+    images: list[Image] = []
+    plotted = None
+    if prompts is None:
+        probe = corpus_probe(ctx, n_windows, k, top_tokens)
+        if plot:
+            image, shown = _corpus_plot(ctx)
+            images.append(image)
+            plotted = f"KL per token over the first {shown} tokens of sample 0"
+        return KLProbeResult(source="corpus", plotted=plotted, **probe.model_dump()), images
+    templated = use_chat(pair, chat)
+    counts = check_prompts(pair, prompts, chat=templated)
+    _check_cost(pair, counts, "call again with the first {} prompts (or shorter ones)")
     with engine_errors():
         probe = engine.kl_probe(
             pair,
-            inputs,
+            prompts,
             k=k,
             top_tokens=top_tokens,
             chat=templated,
             progress=ctx.progress,
         )
-    images: list[Image] = []
-    plotted = None
     if plot:
-        if prompts is not None:
-            text = pair.format_prompt(prompts[0], templated)
-            first = pair.token_ids(text)
-        else:
-            first = cast(torch.Tensor, inputs)[0].tolist()  # corpus windows [N, T]
+        first = pair.token_ids(pair.format_prompt(prompts[0], templated))
         images.append(_plot(pair, first))
         shown = min(len(first), PLOT_TOKENS)
         plotted = f"KL per token over the first {shown} tokens of sample 0"
-    result = KLProbeResult(
-        source="prompts" if prompts is not None else "corpus",
-        plotted=plotted,
-        **probe.model_dump(),
-    )
-    return result, images
+    return KLProbeResult(source="prompts", plotted=plotted, **probe.model_dump()), images

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from diffscope.tools import compute
 from diffscope.tools.base import Charge, ToolContext
 from diffscope.tools.common import (
     ChatArg,
@@ -76,11 +77,29 @@ def query_models(
     """Send prompts to the base model, the fine-tune or both and return each completion.
 
     Each prompt sent to each model counts as one model query against the budget. With temperature
-    0 the completions are greedy (the same every call); otherwise `seed` fixes the sample.
+    0 the completions are greedy (the same every call); otherwise `seed` fixes the sample. A call
+    estimated to take more than about 20 s (many long prompts with many tokens on a large pair) is
+    refused with the max_new_tokens that fits.
     """
     pair = model_pair(ctx)
     templated = use_chat(pair, chat)
-    check_prompts(pair, prompts, chat=templated, reserve=max_new_tokens)
+    counts = check_prompts(pair, prompts, chat=templated, reserve=max_new_tokens)
+    models = len(_models(model))
+
+    def estimate(tokens: int) -> float:
+        return compute.generate_s(pair, len(prompts), max(counts), tokens, models=models)
+
+    fits = compute.largest_fitting(lambda n: estimate(n) <= compute.CALL_LIMIT_S, max_new_tokens)
+    options = [f"max_new_tokens={fits}"] if fits is not None else []
+    if models == 2:
+        options.append("model='base' and model='finetuned' in two calls")
+    compute.check_cost(
+        "query_models",
+        estimate(max_new_tokens),
+        f"{len(prompts)} prompts of up to {max(counts)} tokens, {max_new_tokens} new tokens, "
+        f"{models} model{'s' if models > 1 else ''}",
+        "call again with " + " or ".join(options) if options else "send fewer or shorter prompts",
+    )
     out: dict[str, list[str]] = {}
     for which in _models(model):
         with engine_errors():

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from diffscope.diffing import steering as engine
+from diffscope.models.pair import ModelPair
+from diffscope.tools import compute
 from diffscope.tools.base import Charge, ToolContext, ToolError
 from diffscope.tools.common import (
     MAX_LAYER,
@@ -94,6 +96,64 @@ def _amplify_cost(args: Mapping[str, Any]) -> Charge:
     return Charge(model_queries=len(_prompts(args["prompts"])) * args["n_samples"])
 
 
+def _check_steer_cost(pair: ModelPair, counts: list[int], max_new_tokens: int) -> None:
+    """Refuse a steer call estimated past the per-call limit, naming the tokens that fit."""
+
+    def estimate(tokens: int) -> float:  # a norm pass, then unsteered and steered generation
+        prompt = max(counts)
+        return compute.forward_s(pair, len(counts) * prompt, models=1) + 2 * compute.generate_s(
+            pair, len(counts), prompt, tokens
+        )
+
+    fits = compute.largest_fitting(lambda n: estimate(n) <= compute.CALL_LIMIT_S, max_new_tokens)
+    smaller = (
+        f"call again with max_new_tokens={fits}"
+        if fits is not None
+        else "call again with fewer or shorter prompts"
+    )
+    what = (
+        f"{len(counts)} prompts of up to {max(counts)} tokens, {max_new_tokens} new tokens, twice"
+    )
+    compute.check_cost("steer", estimate(max_new_tokens), what, smaller)
+
+
+def _check_amplify_cost(
+    pair: ModelPair, counts: list[int], n_samples: int, max_new_tokens: int
+) -> None:
+    """Refuse an amplify call estimated past the per-call limit, naming a smaller one that fits:
+    fewer tokens at the same samples, else fewer samples, else fewer or shorter prompts."""
+    prompt = max(counts)
+
+    def fits(samples: int, tokens: int) -> bool:
+        rows = len(counts) * samples
+        return compute.uncached_generate_s(pair, rows, prompt, tokens) <= compute.CALL_LIMIT_S
+
+    estimate = compute.uncached_generate_s(pair, len(counts) * n_samples, prompt, max_new_tokens)
+    if estimate <= compute.CALL_LIMIT_S:
+        return
+    tokens = compute.largest_fitting(lambda n: fits(n_samples, n), max_new_tokens)
+    samples = compute.largest_fitting(lambda n: fits(n, max_new_tokens), n_samples)
+    options = []
+    if tokens is not None and tokens >= min(8, max_new_tokens):
+        options.append(f"max_new_tokens={tokens} with n_samples={n_samples}")
+    if samples is not None:
+        options.append(f"n_samples={samples} with max_new_tokens={max_new_tokens}")
+    if not options:
+        one = compute.largest_fitting(lambda n: fits(1, n), max_new_tokens)
+        if one is not None:
+            options.append(f"n_samples=1 with max_new_tokens={one}")
+    smaller = (
+        "call again with " + " or ".join(options)
+        if options
+        else "call again with fewer or shorter prompts"
+    )
+    what = (
+        f"{len(counts)} prompts x {n_samples} samples x {max_new_tokens} tokens, both models "
+        f"rerun on the whole sequence of up to {prompt + max_new_tokens} tokens at every step"
+    )
+    compute.check_cost("amplify", estimate, what, smaller)
+
+
 def _mean_diff_direction(ctx: ToolContext, layer: int) -> engine.Direction:
     with engine_errors():
         diff = artifacts(ctx).mean_diff(layer, MEAN_DIFF_POSITIONS)
@@ -170,11 +230,14 @@ def steer(
 
     The direction (unit length) is scaled by `strength` times the mean residual norm at the layer
     and added at every position. Each prompt counts as two model queries (steered and unsteered).
+    A call estimated to take more than about 20 s (many long prompts with many tokens on a large
+    pair) is refused with the max_new_tokens that fits.
     """
     pair = model_pair(ctx)
     texts = _prompts(prompts)
     templated = use_chat(pair, chat)
-    check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    counts = check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    _check_steer_cost(pair, counts, max_new_tokens)
     if kind == "neuron":
         if neuron is None or layer is None:
             raise ToolError("kind='neuron' needs both layer and neuron")
@@ -237,12 +300,15 @@ def amplify(
     """Sample from logits_ft + alpha (logits_ft - logits_base) to exaggerate what the fine-tune changed.
 
     Each sample counts as one model query. Both models run on the whole sequence at every step, so
-    keep max_new_tokens small.
+    the cost grows with prompts x samples x tokens x length: a call estimated to take more than
+    about 20 s (on a real model: 4 samples of 64 tokens) is refused with the smaller n_samples or
+    max_new_tokens that fits.
     """
     pair = model_pair(ctx)
     texts = _prompts(prompts)
     templated = use_chat(pair, chat)
-    check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    counts = check_prompts(pair, texts, chat=templated, reserve=max_new_tokens)
+    _check_amplify_cost(pair, counts, n_samples, max_new_tokens)
     with engine_errors():
         got = engine.amplify(
             pair,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import httpx
 import mcp
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import strategies as st
+from serverfakes import free_port, wait_for_http
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tools"))
@@ -258,12 +258,6 @@ class RawStdio:
             self.proc.wait(5)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def http_server(organism: str = ORGANISM) -> Iterator[str]:
     """The HTTP server of a micro organism (bearer token `TOKEN`); yields its URL."""
@@ -277,15 +271,7 @@ def http_server(organism: str = ORGANISM) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the HTTP server did not start ({proc.poll()})") from None
-                time.sleep(0.2)
+        wait_for_http(url, proc, 120, poll_s=0.2)
         yield url
     finally:
         proc.terminate()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -173,3 +176,34 @@ def build_registry() -> ToolRegistry:
 def load_pair() -> dict[str, str]:
     """The trivial pair loader."""
     return dict(PAIR)
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    timeout_s: float,
+    *,
+    describe: Callable[[], str] | None = None,
+    poll_s: float = 0.1,
+) -> None:
+    """Return once an HTTP server answers at `url`; AssertionError when `proc` exits first or
+    `timeout_s` passes (its message from `describe`, e.g. the server's stderr, or the exit code)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                reason = describe() if describe is not None else f"exit code {proc.poll()}"
+                raise AssertionError(f"the HTTP server did not start: {reason}") from None
+            time.sleep(poll_s)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import httpx2
 import mcp
 import pytest
 from mcp.client.streamable_http import streamable_http_client
+from serverfakes import free_port, wait_for_http
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "stdio_server.py"
@@ -50,12 +48,6 @@ def test_stdio_subprocess_serves_tools_and_survives_stray_output():
     assert "secret" not in organism.contents[0].text
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_streamable_http_subprocess():
     port = free_port()
     token = "transport-test-token-0123456789"
@@ -67,15 +59,7 @@ def test_streamable_http_subprocess():
     )
     url = f"http://127.0.0.1:{port}/mcp"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(proc.stderr.read().decode()) from None
-                time.sleep(0.1)
+        wait_for_http(url, proc, 30, describe=lambda: proc.stderr.read().decode())
 
         async def main() -> tuple[Any, Any]:
             http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
