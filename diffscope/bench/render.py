@@ -117,10 +117,13 @@ def markdown(summary: BenchSummary) -> str:
     total = ["**overall**", *(describe(overall[a].estimate) for a in agents)]
     total += [describe(d.estimate, signed=True) for d in summary.overall_differences]
     lines.append("| " + " | ".join(md_escape(v) for v in total) + " |")
+    for row in group_table(summary, agents, diff_agents):
+        lines.append("| " + " | ".join(md_escape(v) for v in row) + " |")
     lines += [
         "",
         "Overall: scores pooled over every scored run; differences averaged over organisms "
-        "(CI over organisms). Per-organism differences use Welch intervals.",
+        "(CI over organisms). Per-organism differences use Welch intervals. The group rows split "
+        "the overall numbers into trained organisms, nulls and neuron perturbations.",
         "",
     ]
     notes = check_notes(summary)
@@ -281,6 +284,8 @@ def report_html(summary: BenchSummary) -> str:
         f"<td>{esc(describe(d.estimate, signed=True))}</td>" for d in summary.overall_differences
     )
     body.append(f'<tr class="total"><td>overall</td>{cells}</tr>')
+    for row in group_table(summary, agents, diff_agents):
+        body.append("<tr>" + "".join(f"<td><em>{esc(v)}</em></td>" for v in row) + "</tr>")
 
     run_rows = []
     for run in summary.runs:
@@ -376,4 +381,22 @@ def terminal_table(summary: BenchSummary) -> Table:
     total = ["overall", *(describe(overall[a].estimate) for a in agents)]
     total += [describe(d.estimate, signed=True) for d in summary.overall_differences]
     table.add_row(*total, style="bold", end_section=True)
+    for row in group_table(summary, agents, diff_agents):
+        table.add_row(*row, style="italic")
     return table
+
+
+def group_table(
+    summary: BenchSummary, agents: list[str], diff_agents: list[str]
+) -> list[list[str]]:
+    """One row per group of organisms (trained, null, perturbation): means and differences."""
+    rows = []
+    for group in dict.fromkeys(g.group for g in summary.groups):
+        cells = {g.agent: g for g in summary.groups if g.group == group}
+        count = next(iter(cells.values())).organisms
+        row = [f"{group} ({count})", *(describe(cells[a].estimate) for a in agents if a in cells)]
+        for agent in diff_agents:
+            difference = cells[agent].difference if agent in cells else None
+            row.append(describe(difference, signed=True) if difference else "-")
+        rows.append(row)
+    return rows

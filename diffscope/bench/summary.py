@@ -112,6 +112,33 @@ class Overall(BaseModel):
     organisms: int
 
 
+class GroupRow(BaseModel):
+    """One agent over a group of organisms (trained, null or perturbation): its mean score pooled
+    over the group's runs, and its difference from the baseline averaged over the group."""
+
+    group: str
+    agent: str
+    organisms: int
+    estimate: Estimate
+    difference: Estimate | None = None
+
+
+GROUPS = ("trained", "null", "perturbation")
+"""Trained organisms (toy, real, a user's pair), nulls, and planted neuron edits (which a blackbox
+investigator cannot see by construction, so they are reported apart)."""
+
+
+def organism_group(name: str) -> str:
+    """The group an organism's kind puts it in (unknown organisms count as trained)."""
+    from diffscope.organisms.registry import OrganismError, get_organism
+
+    try:
+        kind = get_organism(name).kind
+    except OrganismError:
+        return "trained"
+    return kind if kind in ("null", "perturbation") else "trained"
+
+
 class BenchSummary(BaseModel):
     """The tables of a benchmark folder (what `summary.json` holds)."""
 
@@ -136,6 +163,8 @@ class BenchSummary(BaseModel):
     overall: list[Overall]
     overall_differences: list[Difference]
     runs: list[RunRow]
+    groups: list[GroupRow] = Field(default_factory=list)
+    """Per group of organisms (trained, null, perturbation) and agent: mean and difference."""
     tools: list[ToolUse] = Field(default_factory=list)
     """Per agent and tool: calls, cited, cited in credited claims (the tool-to-agent gap)."""
 
@@ -266,6 +295,7 @@ def build_summary(
             )
         )
     return BenchSummary(
+        groups=group_rows(counted, agents, by_key),
         out=str(out),
         grader=grader,
         grades_dir=folder.relative_to(out).as_posix(),
@@ -286,6 +316,34 @@ def build_summary(
         runs=rows,
         tools=tool_table((r.agent, r.tool_use) for r in rows if r.organism not in excluded),
     )
+
+
+def group_rows(counted: list[str], agents: list[str], by_key: dict) -> list[GroupRow]:
+    """Per group with organisms and per agent: pooled mean, and mean difference from BASELINE."""
+    members: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for organism in counted:
+        members[organism_group(organism)].append(organism)
+    rows = []
+    for group, names in members.items():
+        if not names:
+            continue
+        for agent in agents:
+            scores = [s for o in names for s in by_key[o, agent].scores]
+            difference = None
+            if BASELINE in agents and agent != BASELINE:
+                difference = mean_of_estimates(
+                    [diff_ci(by_key[o, agent].scores, by_key[o, BASELINE].scores) for o in names]
+                )
+            rows.append(
+                GroupRow(
+                    group=group,
+                    agent=agent,
+                    organisms=len(names),
+                    estimate=mean_ci(scores),
+                    difference=difference,
+                )
+            )
+    return rows
 
 
 def write_summary(out: Path, summary: BenchSummary) -> None:

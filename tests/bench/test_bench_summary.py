@@ -213,3 +213,29 @@ def test_grade_directory_regrades_without_running_agents(
         grade_directory(tmp_path / "elsewhere", progress=False)
     with pytest.raises(ValueError, match="cannot use grader"):
         grade_directory(out, "nope/x", progress=False)
+
+
+def test_group_rows_split_trained_organisms_from_perturbations(
+    fake_organisms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = bench(tmp_path)
+    summary = summarise(out, write=False)
+    (trained,) = [g for g in summary.groups if g.agent == "method"]
+    assert (trained.group, trained.organisms) == ("trained", 2)
+    assert trained.difference is not None and trained.difference.mean == pytest.approx(8 / 3)
+    assert trained.estimate.mean == pytest.approx(22 / 6)
+
+    import diffscope.bench.summary as summary_module
+
+    monkeypatch.setattr(
+        summary_module,
+        "organism_group",
+        lambda name: "perturbation" if name == "alpha" else "trained",
+    )
+    split = summarise(out, write=False)
+    groups = {(g.group, g.agent): g for g in split.groups}
+    assert groups["perturbation", "method"].organisms == 1
+    assert groups["trained", "blackbox"].estimate.mean == pytest.approx(1.0)
+    assert groups["trained", "blackbox"].difference is None
+    table = markdown(split)
+    assert "| trained (1) |" in table and "| perturbation (1) |" in table
