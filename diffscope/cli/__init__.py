@@ -48,15 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--reveal", action="store_true", help="also print the ground truth")
     q.set_defaults(func=commands.cmd_organisms_show)
 
-    p = sub.add_parser("zoo", help="the offline toy zoo")
+    p = sub.add_parser("zoo", help="the offline zoos: toy GPT-2s, and LoRAs on SmolLM2")
     zsub = p.add_subparsers(dest="action", metavar="ACTION")
     zsub.required = True
-    q = zsub.add_parser("build", help="train (or reuse) the toy zoo under $DIFFSCOPE_HOME")
+    q = zsub.add_parser("build", help="train (or reuse) a zoo under $DIFFSCOPE_HOME")
+    add_zoo_arg(q)
     q.add_argument(
         "--size",
         choices=["micro", "small"],
         default="small",
-        help="zoo size: micro (seconds, for tests) or small (default)",
+        help="toy zoo size: micro (seconds, for tests) or small (default)",
     )
     q.add_argument(
         "--only",
@@ -70,16 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="the offline demo: build the toy zoo, run the heuristic blackbox and method "
-        "investigators on every organism, grade them and print the table",
+        help="the offline demo: build a zoo (the toy zoo by default), run the heuristic "
+        "blackbox and method investigators on every organism, grade them and print the table",
     )
+    add_zoo_arg(p)
     p.add_argument(
         "--size",
         choices=["micro", "small"],
         default="small",
         help="zoo size: micro (seconds) or small (default)",
     )
-    p.add_argument("--out", help="benchmark folder (default $DIFFSCOPE_HOME/demo/SIZE)")
+    p.add_argument("--out", help="benchmark folder (default $DIFFSCOPE_HOME/demo/SIZE or /smol)")
     p.add_argument(
         "--include-failed",
         action="store_true",
@@ -95,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=names_list,
         action="extend",
         metavar="A,B",
-        help="organisms to benchmark, comma-separated; the flag may repeat (default: every one)",
+        help="organisms to benchmark, comma-separated; the flag may repeat (default: every "
+        "organism of --zoo, and your own from DIFFSCOPE_ORGANISMS)",
     )
+    add_zoo_arg(p)
     p.add_argument(
         "--agents",
         type=names_list,
@@ -306,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print the report as JSON")
     q.set_defaults(func=commands.cmd_crosscoder_capabilities)
     return parser
+
+
+def add_zoo_arg(parser: argparse.ArgumentParser) -> None:
+    """--zoo toy|smol: the toy GPT-2 zoo, or the LoRA zoo on SmolLM2-135M-Instruct."""
+    parser.add_argument(
+        "--zoo",
+        choices=["toy", "smol"],
+        default="toy",
+        help="toy (tiny GPT-2s trained here, the default) or smol (LoRA adapters and neuron edits "
+        "on the real SmolLM2-135M-Instruct; about an hour to build on 2 cores)",
+    )
 
 
 def add_crosscoder_args(parser: argparse.ArgumentParser) -> None:

@@ -65,23 +65,41 @@ def _print_stage(result) -> None:
 
 
 def build_zoo_checked(
-    size: str, only: list[str] | None, quiet: bool
+    size: str, only: list[str] | None, quiet: bool, zoo: str = "toy"
 ) -> dict[str, tuple[bool, str]]:
-    """Build (or reuse) the zoo, printing each entry; `name -> (passed, reason)` of its checks."""
-    from diffscope.organisms.zoo import build_zoo
+    """Build (or reuse) the toy zoo of `size` or the real-model zoo (`zoo="smol"`), printing each
+    entry; `name -> (passed, reason)` of its checks."""
+    if zoo == "smol":
+        from diffscope.organisms.smol.build import build_smol_zoo
 
-    results = build_zoo(size, only=only or None, progress=not quiet, report=_print_stage)
+        results = build_smol_zoo(only=only or None, progress=not quiet, report=_print_stage)
+    else:
+        from diffscope.organisms.zoo import build_zoo
+
+        results = build_zoo(size, only=only or None, progress=not quiet, report=_print_stage)
     return {r.name: (r.passed, r.summary) for r in results}
 
 
+def _zoo_label(args: argparse.Namespace) -> str:
+    return "smol" if getattr(args, "zoo", "toy") == "smol" else args.size
+
+
 def cmd_zoo_build(args: argparse.Namespace) -> int:
-    checks = build_zoo_checked(args.size, args.only, args.quiet)
+    checks = build_zoo_checked(args.size, args.only, args.quiet, getattr(args, "zoo", "toy"))
     failed = [name for name, (passed, _) in checks.items() if not passed]
     if failed:
         err.print(f"[red]behavioural check failed for: {', '.join(failed)}[/red]")
         return 1
-    out.print(f"zoo ({args.size}) ready: {len(checks)} entries")
+    out.print(f"zoo ({_zoo_label(args)}) ready: {len(checks)} entries")
     return 0
+
+
+def zoo_organisms(zoo: str) -> list[str]:
+    """The organisms `bench` runs by default: those of `zoo` (toy or smol) and the user's own
+    (DIFFSCOPE_ORGANISMS pairs that belong to no built-in zoo)."""
+    from diffscope.organisms.registry import all_organisms, zoo_of
+
+    return sorted(name for name, org in all_organisms().items() if zoo_of(org) in (zoo, None))
 
 
 def _print_summary_table(summary, out_dir) -> None:
@@ -143,11 +161,10 @@ def cmd_bench(args: argparse.Namespace, checks: dict[str, tuple[bool, str]] | No
     from pathlib import Path
 
     from diffscope.bench import run_benchmark
-    from diffscope.organisms.registry import all_organisms
 
     out_dir = Path(args.out)
     user = bench_user_pair(args, out_dir)
-    organisms = args.organisms or ([] if user else sorted(all_organisms()))
+    organisms = args.organisms or ([] if user else zoo_organisms(getattr(args, "zoo", "toy")))
     organisms = [*organisms, *([user] if user and user not in organisms else [])]
     if checks is None:
         checks = built_checks(organisms)
@@ -191,11 +208,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from diffscope.organisms.smol.build import smol_organisms
     from diffscope.organisms.zoo import toy_organisms
     from diffscope.paths import home
 
-    os.environ["DIFFSCOPE_ZOO_SIZE"] = args.size
-    checks = build_zoo_checked(args.size, None, args.quiet)
+    zoo = getattr(args, "zoo", "toy")
+    if zoo == "toy":
+        os.environ["DIFFSCOPE_ZOO_SIZE"] = args.size
+    checks = build_zoo_checked(args.size, None, args.quiet, zoo)
     failed = [name for name, (passed, _) in checks.items() if not passed]
     if failed:
         what = (
@@ -204,8 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             else ("investigated but left out of the averages (--include-failed to count them)")
         )
         err.print(f"[yellow]behavioural check failed for {', '.join(failed)}: {what}[/yellow]")
-    out_dir = Path(args.out) if args.out else home() / "demo" / args.size
-    organisms = [o.name for o in toy_organisms()]
+    out_dir = Path(args.out) if args.out else home() / "demo" / _zoo_label(args)
+    organisms = [o.name for o in (smol_organisms() if zoo == "smol" else toy_organisms())]
     return cmd_bench(
         argparse.Namespace(
             organisms=organisms,

@@ -89,8 +89,13 @@ class ShotgunReport:
 
 
 def family_key(organism: Organism) -> str:
-    """Topic organisms are each their own family; otherwise the type is the family."""
-    return f"topic:{organism.name}" if organism.type == "topic" else organism.type
+    """A topic organism's family is its subject (the first phrase of its first key fact: the toy
+    and the real-model sea organisms are one family); otherwise the type is the family."""
+    if organism.type != "topic":
+        return organism.type
+    facts = organism.ground_truth.key_facts
+    subject = facts[0].any_of[0] if facts and facts[0].any_of else organism.name
+    return f"topic:{subject}"
 
 
 @lru_cache(maxsize=8)

@@ -14,6 +14,9 @@ from diffscope.organisms.schema import Organism
 from diffscope.paths import home
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
+SMOL_DIR = Path(__file__).parent / "smol"
+"""The real-model zoo's organisms (`smol:` references), beside their recipes."""
+ZOO_PREFIXES = {"zoo:": "toy", "smol:": "smol"}
 DEFAULT_ZOO_SIZE = "small"
 
 
@@ -23,7 +26,7 @@ class OrganismError(ValueError):
 
 def organism_dirs() -> list[Path]:
     """Built-in folder first, then each folder of `DIFFSCOPE_ORGANISMS` (os.pathsep-separated)."""
-    dirs = [BUILTIN_DIR]
+    dirs = [BUILTIN_DIR, SMOL_DIR]
     for part in os.environ.get("DIFFSCOPE_ORGANISMS", "").split(os.pathsep):
         if part.strip():
             path = Path(part).expanduser()
@@ -80,8 +83,37 @@ def zoo_root(size: str | None = None) -> Path:
     return home() / "zoo" / size
 
 
+def zoo_of(org: Organism) -> str | None:
+    """Which built-in zoo an organism belongs to: "toy", "smol", or None (a user's pair)."""
+    for prefix, zoo in ZOO_PREFIXES.items():
+        if org.base.startswith(prefix):
+            return zoo
+    return None
+
+
+def resolve_smol_ref(ref: str) -> str:
+    """Turn `smol:NAME` into the real-model zoo's built folder (`smol:base`: the converted
+    SmolLM2), or an OrganismError saying how to build it."""
+    from diffscope.organisms.smol.layout import built_base_folder
+
+    name = ref.removeprefix("smol:")
+    hint = "run `diffscope zoo build --zoo smol` first"
+    if name == "base":
+        folder = built_base_folder()
+        if folder is None:
+            raise OrganismError(f"the real-model zoo's base is not converted yet; {hint}")
+        return str(folder)
+    built = zoo_root("smol") / name
+    if not (built / "DONE.json").exists():
+        raise OrganismError(f"the real-model zoo has no built {ref!r} at {built}; {hint}")
+    return str(built / "model")
+
+
 def resolve_ref(ref: str, size: str | None = None) -> str:
-    """Turn `zoo:NAME` into the built folder (checking it exists); pass other refs through."""
+    """Turn `zoo:NAME` (the toy zoo of `size`) or `smol:NAME` (the real-model zoo) into the built
+    folder (checking it exists); pass other refs through."""
+    if ref.startswith("smol:"):
+        return resolve_smol_ref(ref)
     if not ref.startswith("zoo:"):
         return ref
     folder = zoo_root(size) / ref.removeprefix("zoo:")
@@ -97,7 +129,9 @@ def with_built_ground_truth(org: Organism, size: str | None = None) -> Organism:
     """For perturbation organisms, fill the ground-truth neuron set recorded at build time."""
     if org.kind != "perturbation" or org.finetuned is None:
         return org
-    record = zoo_root(size) / org.finetuned.removeprefix("zoo:") / "perturbation.json"
+    zoo_size = "smol" if org.finetuned.startswith("smol:") else size
+    name = org.finetuned.removeprefix("zoo:").removeprefix("smol:")
+    record = zoo_root(zoo_size) / name / "perturbation.json"
     if not record.exists():
         return org
     edits = json.loads(record.read_text())["neurons"]

@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-OrganismKind = Literal["toy", "perturbation", "null", "hub", "local"]
+OrganismKind = Literal["toy", "real", "perturbation", "null", "hub", "local"]
+"""toy: the toy zoo's trained organisms; real: the real-model (smol) zoo's; perturbation and null:
+planted neuron edits and nulls of either zoo; hub and local: a user's pairs."""
 
 
 class KeyFact(BaseModel):
@@ -64,7 +66,8 @@ class ZooRecipe(BaseModel):
 class Organism(BaseModel):
     """A base/fine-tune pair with a known change.
 
-    `base` and `finetuned` are local folders, hub ids, or `zoo:NAME` for the offline toy zoo.
+    `base` and `finetuned` are local folders, hub ids, `zoo:NAME` for the offline toy zoo, or
+    `smol:NAME` for the real-model zoo (`smol:base` is SmolLM2-135M-Instruct itself).
     `adapter` names a peft adapter applied on `base` instead of full fine-tuned weights.
     """
 

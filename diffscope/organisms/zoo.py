@@ -51,8 +51,8 @@ FINETUNE_FORMAT = 2  # bump when build_finetune's own training logic changes (it
 
 
 def toy_organisms() -> list[Organism]:
-    """The organisms the zoo builds (those with a `zoo` recipe), in registry order."""
-    return [o for o in all_organisms().values() if o.zoo is not None]
+    """The organisms the toy zoo builds (a `zoo` recipe on a `zoo:` base), in registry order."""
+    return [o for o in all_organisms().values() if o.zoo is not None and o.base.startswith("zoo:")]
 
 
 def make_generator(
@@ -228,7 +228,10 @@ def check_result(name: str, size: str | None = None) -> StageResult | None:
     """The last behavioural check of built zoo organism `name` (`zoo:NAME` works too) in the zoo
     of `size` (default: `$DIFFSCOPE_ZOO_SIZE`, else small), read from its `check.json`; None when
     that organism is not built. Carries `passed`, `margin`, `figures` and `reason`."""
-    folder = zoo_root(size) / name.removeprefix("zoo:")
+    name = name.removeprefix("zoo:")
+    if name.startswith("smol:") or _in_smol_zoo(name):
+        size = "smol"
+    folder = zoo_root(size) / name.removeprefix("smol:")
     path = folder / CHECK_FILE
     if not path.exists():  # built before check.json existed: its DONE.json has the same
         done = folder / "DONE.json"
@@ -244,6 +247,13 @@ def check_result(name: str, size: str | None = None) -> StageResult | None:
         0.0,
         data.get("margin"),
     )
+
+
+def _in_smol_zoo(name: str) -> bool:
+    from diffscope.organisms.registry import zoo_of
+
+    org = all_organisms().get(name)
+    return org is not None and zoo_of(org) == "smol"
 
 
 def build_zoo(

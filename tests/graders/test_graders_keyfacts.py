@@ -146,7 +146,7 @@ def test_shotgun_is_capped_even_when_it_names_every_fact() -> None:
     assert score(org, full) == 5.0
     grade = GRADER.grade_sync(org, full + " Or a cowboy persona, sad stories, or the sea.")
     assert grade.score == 2.0 and grade.details["shotgun"]
-    assert {"persona", "sentiment", "topic:sea_topic"} <= set(grade.details["other_changes"])
+    assert {"persona", "sentiment", "topic:sea"} <= set(grade.details["other_changes"])
     listed = GRADER.grade_sync(org, "A backdoor on zephyr, or maybe breeze, wind, rain or storm.")
     assert listed.score == 2.0
     assert listed.details["off_target_alternatives"] == ["breeze", "wind", "rain", "storm"]
