@@ -123,6 +123,20 @@ def zoo_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def pick_organisms(organisms: list, only, what: str) -> list:
+    """`organisms` limited to the names in `only` (all of them when `only` is empty); a ValueError
+    naming the unknown ones and listing the known `what` (e.g. "toy organisms")."""
+    if not only:
+        return organisms
+    known = {o.name for o in organisms}
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise ValueError(
+            f"not {what}: {', '.join(unknown)}; {what} are: {', '.join(sorted(known))}"
+        )
+    return [o for o in organisms if o.name in set(only)]
+
+
 def done_record_key(root: Path) -> str:
     """The key of the built base model (fine-tunes depend on it: a new base rebuilds them)."""
     marker = root / "base" / "DONE.json"

@@ -34,6 +34,7 @@ from diffscope.organisms.stages import (
     fresh_stage_dir,
     load_zoo_model,
     load_zoo_tokenizer,
+    pick_organisms,
     stage_key,
     zoo_lock,
 )
@@ -281,15 +282,7 @@ def build_zoo(
         raise ValueError(f"unknown zoo size {size!r}; choose one of {', '.join(SIZES)}")
     root = zoo_root(spec.name)
     organisms = toy_organisms()
-    if only:
-        known = {o.name for o in organisms}
-        unknown = [n for n in only if n not in known]
-        if unknown:
-            raise ValueError(
-                f"not toy organisms: {', '.join(unknown)}; "
-                f"toy organisms are: {', '.join(sorted(known))}"
-            )
-        organisms = [o for o in organisms if o.name in set(only)]
+    organisms = pick_organisms(organisms, only, "toy organisms")
     with zoo_lock(root), deterministic():
         results = [build_base(spec, root, progress)]
         if report:

@@ -29,6 +29,7 @@ from diffscope.organisms.stages import (
     StageResult,
     done_record,
     fresh_stage_dir,
+    pick_organisms,
     stage_key,
     zoo_lock,
 )
@@ -265,15 +266,7 @@ def build_smol_zoo(
 
     hf_logging.disable_progress_bar()
     organisms = smol_organisms()
-    if only:
-        known = {o.name for o in organisms}
-        unknown = [n for n in only if n not in known]
-        if unknown:
-            raise ValueError(
-                f"not organisms of the smol zoo: {', '.join(unknown)}; "
-                f"they are: {', '.join(sorted(known))}"
-            )
-        organisms = [o for o in organisms if o.name in set(only)]
+    organisms = pick_organisms(organisms, only, "smol zoo organisms")
     root = smol_root()
     with zoo_lock(root), deterministic():
         results = [build_base(root)]
